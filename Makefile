@@ -1,0 +1,73 @@
+# Acuerdo: one-command set-up. `make demo` and `make test` are all a user needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell pyenv which python3.10 2>/dev/null || command -v python3.10 || echo python3.10)
+VENV := .venv
+RASA_VENV := .venv-rasa
+APP_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+RASA_STAMP := $(RASA_VENV)/.stamp-$(shell cat requirements-rasa.txt | sha1sum | cut -c1-12)
+ACUERDO := $(VENV)/bin/acuerdo
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export RASA_TELEMETRY_ENABLED := false
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+.PHONY: help setup setup-app setup-rasa migrate train demo up test test-fast lint bench clean
+
+help:
+	@echo "make demo   - set up everything and start Acuerdo with demo data"
+	@echo "make test   - set up everything and run the whole test suite"
+	@echo "make setup / migrate / train / lint / bench / clean"
+
+$(APP_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required (set PYTHON=/path/to/python3.10)"'
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip check
+	@rm -f $(VENV)/.stamp-* && touch $@
+
+$(RASA_STAMP): requirements-rasa.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required (set PYTHON=/path/to/python3.10)"'
+	@test -x $(RASA_VENV)/bin/python || $(PYTHON) -m venv $(RASA_VENV)
+	$(RASA_VENV)/bin/pip install -q --upgrade "pip<24.1"
+	$(RASA_VENV)/bin/pip install -q -r requirements-rasa.txt
+	$(RASA_VENV)/bin/pip check
+	@rm -f $(RASA_VENV)/.stamp-* && touch $@
+
+setup-app: $(APP_STAMP)
+setup-rasa: $(RASA_STAMP)
+setup: setup-app setup-rasa
+
+migrate: setup-app
+	$(ACUERDO) migrate
+
+train: setup
+	$(ACUERDO) train
+
+demo: setup migrate train
+	$(ACUERDO) demo
+
+up: setup migrate train
+	$(ACUERDO) up
+
+lint: setup-app
+	$(VENV)/bin/ruff check bot actions tests bench
+	$(VENV)/bin/ruff format --check bot actions tests bench
+	$(VENV)/bin/mypy bot
+
+# The whole suite: lint, types, unit and integration tests, the Rasa quality
+# gates (data validation, NLU report, test stories) and a benchmark smoke run.
+test: setup migrate
+	$(MAKE) lint
+	ACUERDO_TRAIN_CONFIG=$${ACUERDO_TRAIN_CONFIG:-config_ci.yml} $(ACUERDO) train
+	$(VENV)/bin/pytest -q
+
+test-fast: setup-app
+	$(VENV)/bin/pytest -q -m "not rasa"
+
+bench: setup migrate
+	$(VENV)/bin/python -m bench.bench_import
+
+clean:
+	rm -rf $(VENV) $(RASA_VENV) models .rasa results var

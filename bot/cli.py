@@ -1,0 +1,95 @@
+"""The ``acuerdo`` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from bot.config import Settings, SettingsError, get_settings
+from bot.policy import PolicyError
+
+app = typer.Typer(
+    help="Acuerdo: a conversational debt-negotiation assistant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agents_app = typer.Typer(help="Console users (agents and supervisors).", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database to the latest schema."""
+    from bot.db.migrate import upgrade
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+    typer.echo("Database is up to date.")
+
+
+@app.command()
+def train(
+    config: str = typer.Option(
+        None, envvar="ACUERDO_TRAIN_CONFIG", help="Rasa config file (default config.yml)."
+    ),
+    force: bool = typer.Option(False, help="Train even when a cached model matches."),
+) -> None:
+    """Train the Rasa model into models/ (skipped when data and config are unchanged)."""
+    from bot.engine.training import TrainingError, ensure_model
+
+    try:
+        model = ensure_model(Path.cwd(), config or "config.yml", force=force)
+    except TrainingError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    typer.echo(f"Model ready: {model}")
+
+
+@agents_app.command("add")
+def agents_add(
+    username: str,
+    role: str = typer.Option("agent", help="agent or supervisor"),
+) -> None:
+    """Create a console user; the password is read from standard input."""
+    from bot.console_users import ConsoleUserError, create_console_user
+    from bot.db.engine import session_scope
+
+    settings = settings_or_exit()
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    try:
+        with session_scope(settings.database_url) as session:
+            create_console_user(session, settings.clock(), username, password, role)
+    except ConsoleUserError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    typer.echo(f"Created {role} '{username}'.")
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules register themselves on the app."""
+    from bot.importers.commands import register as register_imports
+
+    register_imports(app)
+
+
+def main() -> None:
+    """Entry point of the ``acuerdo`` console script."""
+    _register_optional_commands()
+    try:
+        app()
+    except (SettingsError, PolicyError) as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise SystemExit(2) from None

@@ -1,0 +1,139 @@
+"""Settings: environment variables and a ``.env`` file (CONTRACT section 2).
+
+A missing or malformed setting stops start-up with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.clock import Clock, ClockError, parse_pinned_now
+
+SANDBOX_VERIFY_TOKEN = "acuerdo-sandbox-verify"
+SANDBOX_APP_SECRET = "acuerdo-sandbox-app-secret"
+SANDBOX_ACCESS_TOKEN = "acuerdo-sandbox-access-token"
+SANDBOX_PHONE_NUMBER_ID = "100000000000001"
+SANDBOX_PAYMENTS_SECRET = "acuerdo-sandbox-payments-secret"
+
+
+class SettingsError(SystemExit):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """All runtime settings of Acuerdo."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///var/acuerdo.db", alias="ACUERDO_DATABASE_URL")
+    timezone: str = Field("America/Mexico_City", alias="ACUERDO_TIMEZONE")
+    now: str | None = Field(None, alias="ACUERDO_NOW")
+    port: int = Field(8000, alias="ACUERDO_PORT", ge=1, le=65535)
+    rasa_port: int = Field(5005, alias="RASA_PORT", ge=1, le=65535)
+    action_port: int = Field(5055, alias="ACTION_PORT", ge=1, le=65535)
+    public_url: str = Field("http://localhost:8000", alias="ACUERDO_PUBLIC_URL")
+    secret_key: str | None = Field(None, alias="ACUERDO_SECRET_KEY")
+    policy_file: str = Field("policy.yml", alias="ACUERDO_POLICY_FILE")
+    whatsapp_verify_token: str = Field(SANDBOX_VERIFY_TOKEN, alias="WHATSAPP_VERIFY_TOKEN")
+    whatsapp_app_secret: str = Field(SANDBOX_APP_SECRET, alias="WHATSAPP_APP_SECRET")
+    whatsapp_access_token: str = Field(SANDBOX_ACCESS_TOKEN, alias="WHATSAPP_ACCESS_TOKEN")
+    whatsapp_phone_number_id: str = Field(SANDBOX_PHONE_NUMBER_ID, alias="WHATSAPP_PHONE_NUMBER_ID")
+    whatsapp_api_base_url: str = Field(
+        "https://graph.facebook.com/v21.0", alias="WHATSAPP_API_BASE_URL"
+    )
+    rcs_agent_id: str | None = Field(None, alias="RCS_AGENT_ID")
+    rcs_client_token: str | None = Field(None, alias="RCS_CLIENT_TOKEN")
+    rcs_service_account_file: str | None = Field(None, alias="RCS_SERVICE_ACCOUNT_FILE")
+    rcs_api_base_url: str | None = Field(None, alias="RCS_API_BASE_URL")
+    payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
+    payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
+    var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone '{value}'") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value.replace("postgres://", "postgresql://", 1)
+
+    @field_validator("public_url", "whatsapp_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("payments_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in {"local"}:
+            raise ValueError(f"unknown payments provider '{value}' (known: local)")
+        return value
+
+    @property
+    def sandbox(self) -> bool:
+        """True while WhatsApp runs on the built-in sandbox credentials."""
+        return self.whatsapp_app_secret == SANDBOX_APP_SECRET
+
+    @property
+    def rcs_enabled(self) -> bool:
+        return bool(self.rcs_agent_id and self.rcs_client_token)
+
+    def clock(self) -> Clock:
+        """The application's clock (pinned when ``ACUERDO_NOW`` is set)."""
+        return Clock.from_setting(self.now, self.timezone)
+
+    def resolved_secret_key(self) -> str:
+        """The signing key: the setting, or one generated once into ``var/``."""
+        if self.secret_key:
+            return self.secret_key
+        path = Path(self.var_dir) / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+_ALIASES = {name: field.alias for name, field in Settings.model_fields.items()}
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings, or raise :class:`SettingsError` naming the variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = str(first["loc"][0]) if first["loc"] else "?"
+        variable = _ALIASES.get(loc, loc)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"Invalid setting {variable}: {message}") from None
+    if settings.now:
+        try:
+            parse_pinned_now(settings.now, ZoneInfo(settings.timezone))
+        except ClockError as exc:
+            raise SettingsError(f"Invalid setting ACUERDO_NOW: {exc}") from None
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,130 @@
+"""Applying payments: once each, then settling the promises and agreements they satisfy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.db.models import (
+    Account,
+    AccountStatus,
+    Agreement,
+    AgreementStatus,
+    OfferKind,
+    Payment,
+    PaymentCode,
+    PaymentCodeStatus,
+)
+from bot.domain.accounts import balance_breakdown
+from bot.domain.audit import record_audit
+from bot.domain.errors import DomainError
+from bot.domain.promises import mark_kept_promises
+from bot.policy import Policy
+
+
+@dataclass(frozen=True)
+class AppliedPayment:
+    payment: Payment
+    created: bool  # False when this payment had already been applied
+
+
+def apply_payment(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    account: Account,
+    *,
+    amount_cents: int,
+    paid_at: datetime,
+    reference: str,
+    source: str,
+    provider_event_id: str | None = None,
+    payment_code: PaymentCode | None = None,
+) -> AppliedPayment:
+    """Apply a payment exactly once (by provider event id, else by account + reference)."""
+    if amount_cents <= 0:
+        raise DomainError("a payment must be a positive amount")
+    if provider_event_id is not None:
+        existing = session.scalars(
+            select(Payment).where(Payment.provider_event_id == provider_event_id)
+        ).first()
+        if existing is not None:
+            return AppliedPayment(existing, created=False)
+    existing = session.scalars(
+        select(Payment).where(Payment.account_id == account.id, Payment.reference == reference)
+    ).first()
+    if existing is not None:
+        return AppliedPayment(existing, created=False)
+
+    payment = Payment(
+        account_id=account.id,
+        amount_cents=amount_cents,
+        paid_at=paid_at,
+        reference=reference,
+        source=source,
+        provider_event_id=provider_event_id,
+        payment_code_id=payment_code.id if payment_code else None,
+        created_at=clock.now_utc(),
+    )
+    session.add(payment)
+    session.flush()
+    if payment_code is not None and payment_code.status == PaymentCodeStatus.ACTIVE.value:
+        payment_code.status = PaymentCodeStatus.PAID.value
+        payment_code.paid_at = paid_at
+    record_audit(
+        session,
+        clock,
+        actor=source,
+        action="payment_applied",
+        account_id=account.id,
+        payment_id=payment.id,
+        amount_cents=amount_cents,
+        reference=reference,
+    )
+    mark_kept_promises(session, clock, policy, account.id)
+    _advance_agreements(session, clock, account, amount_cents)
+    if account.status == AccountStatus.ACTIVE.value and (
+        balance_breakdown(session, account, clock).total_cents == 0
+    ):
+        account.status = AccountStatus.PAID.value
+        record_audit(session, clock, actor="system", action="account_paid", account_id=account.id)
+    return AppliedPayment(payment, created=True)
+
+
+def _advance_agreements(
+    session: Session, clock: Clock, account: Account, amount_cents: int
+) -> None:
+    """Allocate a payment to the open agreement's installments, oldest first."""
+    agreements = session.scalars(
+        select(Agreement)
+        .where(Agreement.account_id == account.id, Agreement.status == AgreementStatus.ACTIVE.value)
+        .order_by(Agreement.id)
+    ).all()
+    remaining = amount_cents
+    for agreement in agreements:
+        for installment in agreement.installments:
+            if remaining <= 0:
+                break
+            due = installment.amount_cents - installment.paid_cents
+            applied = min(due, remaining)
+            installment.paid_cents += applied
+            remaining -= applied
+        if all(i.paid_cents >= i.amount_cents for i in agreement.installments):
+            agreement.status = AgreementStatus.COMPLETED.value
+            agreement.completed_at = clock.now_utc()
+            record_audit(
+                session,
+                clock,
+                actor="system",
+                action="agreement_completed",
+                account_id=account.id,
+                agreement_id=agreement.id,
+            )
+            if agreement.kind == OfferKind.SETTLEMENT.value:
+                account.status = AccountStatus.SETTLED.value
+        if remaining <= 0:
+            break

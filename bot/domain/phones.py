@@ -1,0 +1,57 @@
+"""Phone numbers: E.164 inside, masked in logs.
+
+Mexican mobile numbers arrive as ``+52 1 55…`` (WhatsApp's ``521…`` form) or
+``+52 55…``; both are the same line. We keep the modern form without the ``1``.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from bot.domain.errors import InvalidPhone
+
+
+def normalize_phone(raw: str, default_region: str = "MX") -> str:
+    """Return the canonical E.164 form of ``raw`` or raise :class:`InvalidPhone`."""
+    text = raw.strip()
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not digits:
+        raise InvalidPhone(f"'{raw}' is not a phone number")
+    # WhatsApp ids come without '+': 5215512345678 / 525512345678.
+    if not text.startswith("+") and digits.startswith("52") and len(digits) in (12, 13):
+        text = "+" + digits
+    if text.startswith("+521") and len(digits) == 13:
+        text = "+52" + digits[3:]
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone(f"'{raw}' is not a phone number ({exc})") from exc
+    if number.country_code == 52:
+        national = str(number.national_number)
+        if len(national) == 11 and national.startswith("1"):
+            number = phonenumbers.parse("+52" + national[1:], None)
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhone(f"'{raw}' is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_mexican(e164: str) -> bool:
+    return e164.startswith("+52")
+
+
+def whatsapp_id(e164: str) -> str:
+    """The ``wa_id`` form WhatsApp uses for a number (digits, Mexican mobiles with ``521``)."""
+    digits = e164.lstrip("+")
+    return "521" + digits[2:] if digits.startswith("52") and len(digits) == 12 else digits
+
+
+def mask_phone(value: str | None) -> str:
+    """``+525512345678`` → ``+52 55 **** 5678`` (for logs)."""
+    if not value:
+        return "?"
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if len(digits) < 8:
+        return "****"
+    if digits.startswith("521") and len(digits) == 13:
+        digits = "52" + digits[3:]
+    return f"+{digits[:2]} {digits[2:4]} **** {digits[-4:]}"

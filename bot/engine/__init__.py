@@ -1,0 +1,1 @@
+"""Driving the Rasa engine that lives in .venv-rasa: training and serving."""

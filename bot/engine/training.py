@@ -1,0 +1,77 @@
+"""Train the Rasa model only when its inputs changed (cached by content hash)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+# Everything that changes the trained model. bot/nlu is the custom NLU component.
+MODEL_INPUTS = ("data", "domain.yml", "bot/nlu")
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def model_fingerprint(root: Path, config: str) -> str:
+    """A short hash of the config file and every training input."""
+    digest = hashlib.sha256()
+    files = [root / config]
+    for name in MODEL_INPUTS:
+        path = root / name
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    for file in files:
+        if file.suffix == ".pyc" or not file.exists():
+            continue
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def rasa_env(root: Path) -> dict[str, str]:
+    """Environment for any process of the Rasa engine."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def rasa_executable(root: Path) -> Path:
+    rasa = root / ".venv-rasa" / "bin" / "rasa"
+    if not rasa.exists():
+        raise TrainingError(f"{rasa} not found: run 'make setup' first")
+    return rasa
+
+
+def model_path(root: Path, config: str) -> Path:
+    stem = Path(config).stem.replace("_", "-")
+    return root / "models" / f"acuerdo-{stem}-{model_fingerprint(root, config)}.tar.gz"
+
+
+def ensure_model(root: Path, config: str = "config.yml", *, force: bool = False) -> Path:
+    """Return the trained model for ``config``, training it first if needed."""
+    if not (root / config).exists():
+        raise TrainingError(f"Rasa config {config} not found in {root}")
+    target = model_path(root, config)
+    if target.exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(rasa_executable(root)), "train", "--config", config, "--domain", "domain.yml",
+        "--data", "data", "--out", str(target.parent),
+        "--fixed-model-name", target.name.removesuffix(".tar.gz"),
+    ]
+    result = subprocess.run(command, cwd=root, env=rasa_env(root))
+    if result.returncode != 0 or not target.exists():
+        raise TrainingError(f"rasa train failed (exit {result.returncode}); see the output above")
+    return target
+
+
+def latest_model(root: Path, config: str = "config.yml") -> Path | None:
+    """The cached model matching the current inputs, if it has been trained."""
+    target = model_path(root, config)
+    return target if target.exists() else None
