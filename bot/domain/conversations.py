@@ -1,0 +1,234 @@
+"""Conversations with debtors: identity verification, opt-outs, wrong numbers, disputes.
+
+A conversation is keyed by (channel, address); verification state lives here so
+that a lockout survives restarts and new chat sessions.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.db.models import Account, ContactPoint, Conversation, ConversationState
+from bot.domain.accounts import find_account_by_phone
+from bot.domain.audit import record_audit
+from bot.domain.phones import normalize_phone
+from bot.policy import Policy
+
+
+def get_or_create_conversation(
+    session: Session, clock: Clock, channel: str, address: str
+) -> Conversation:
+    """The conversation with ``address`` on ``channel``, created (and linked) on first contact."""
+    e164 = normalize_phone(address)
+    conversation = session.scalars(
+        select(Conversation).where(Conversation.channel == channel, Conversation.address == e164)
+    ).first()
+    if conversation is not None:
+        return conversation
+    now = clock.now_utc()
+    account = find_account_by_phone(session, e164)
+    conversation = Conversation(
+        channel=channel,
+        address=e164,
+        debtor_id=account.debtor_id if account else None,
+        account_id=account.id if account else None,
+        state=ConversationState.BOT.value,
+        verification_failures=0,
+        priority=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+class VerificationOutcome(enum.Enum):
+    VERIFIED = "verified"
+    FAILED = "failed"  # wrong answer, tries left
+    LOCKED = "locked"  # too many failures: locked for policy.identity.lockout_hours
+    NO_ACCOUNT = "no_account"  # the number matches no account: nothing to verify
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    outcome: VerificationOutcome
+    tries_left: int
+
+
+def is_locked(conversation: Conversation, clock: Clock) -> bool:
+    return conversation.locked_until is not None and conversation.locked_until > clock.now_utc()
+
+
+def is_verified(conversation: Conversation) -> bool:
+    return conversation.verified_at is not None
+
+
+def check_identity(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    conversation: Conversation,
+    *,
+    birth_date: date | None = None,
+    last4: str | None = None,
+) -> VerificationResult:
+    """Check a knowledge answer (birth date or last 4 digits of the account)."""
+    max_failures = policy.identity.max_failures
+    if conversation.account_id is None:
+        return VerificationResult(VerificationOutcome.NO_ACCOUNT, 0)
+    if is_locked(conversation, clock):
+        return VerificationResult(VerificationOutcome.LOCKED, 0)
+    if conversation.locked_until is not None:  # a past lockout: start counting again
+        conversation.locked_until = None
+        conversation.verification_failures = 0
+    account = session.get(Account, conversation.account_id)
+    assert account is not None
+    digits = "".join(ch for ch in account.external_id if ch.isdigit())
+    correct = (birth_date is not None and birth_date == account.debtor.birth_date) or (
+        last4 is not None and len(last4) == 4 and digits.endswith(last4)
+    )
+    now = clock.now_utc()
+    if correct:
+        conversation.verified_at = now
+        conversation.verification_failures = 0
+        record_audit(
+            session,
+            clock,
+            actor="bot",
+            action="identity_verified",
+            account_id=account.id,
+            conversation_id=conversation.id,
+        )
+        return VerificationResult(VerificationOutcome.VERIFIED, max_failures)
+    conversation.verification_failures += 1
+    tries_left = max_failures - conversation.verification_failures
+    if tries_left <= 0:
+        conversation.locked_until = now + timedelta(hours=policy.identity.lockout_hours)
+        record_audit(
+            session,
+            clock,
+            actor="bot",
+            action="identity_locked",
+            account_id=account.id,
+            conversation_id=conversation.id,
+            locked_until=conversation.locked_until.isoformat(),
+        )
+        return VerificationResult(VerificationOutcome.LOCKED, 0)
+    record_audit(
+        session,
+        clock,
+        actor="bot",
+        action="identity_failed",
+        account_id=account.id,
+        conversation_id=conversation.id,
+        tries_left=tries_left,
+    )
+    return VerificationResult(VerificationOutcome.FAILED, tries_left)
+
+
+def _contact_point(session: Session, clock: Clock, channel: str, address: str) -> ContactPoint:
+    e164 = normalize_phone(address)
+    contact = session.scalars(
+        select(ContactPoint).where(ContactPoint.channel == channel, ContactPoint.address == e164)
+    ).first()
+    if contact is None:
+        contact = ContactPoint(channel=channel, address=e164, created_at=clock.now_utc())
+        session.add(contact)
+        session.flush()
+    return contact
+
+
+def opt_out(
+    session: Session,
+    clock: Clock,
+    channel: str,
+    address: str,
+    *,
+    conversation_id: int | None = None,
+) -> None:
+    """No company-started message goes to this number on this channel from now on."""
+    contact = _contact_point(session, clock, channel, address)
+    if contact.opted_out_at is None:
+        contact.opted_out_at = clock.now_utc()
+    record_audit(
+        session,
+        clock,
+        actor="debtor",
+        action="opt_out",
+        conversation_id=conversation_id,
+        channel=channel,
+        contact_point_id=contact.id,
+    )
+
+
+def flag_wrong_number(
+    session: Session,
+    clock: Clock,
+    channel: str,
+    address: str,
+    *,
+    conversation_id: int | None = None,
+) -> None:
+    """The person at this number is not the debtor: never contact it again."""
+    contact = _contact_point(session, clock, channel, address)
+    contact.wrong_number_at = clock.now_utc()
+    contact.do_not_contact_reason = "wrong_person"
+    record_audit(
+        session,
+        clock,
+        actor="debtor",
+        action="wrong_number",
+        conversation_id=conversation_id,
+        channel=channel,
+        contact_point_id=contact.id,
+    )
+
+
+def open_dispute(
+    session: Session,
+    clock: Clock,
+    account: Account,
+    *,
+    reason: str,
+    conversation_id: int | None = None,
+) -> None:
+    """Record a dispute: collection messages on the account stop until it is resolved."""
+    account.dispute_open = True
+    record_audit(
+        session,
+        clock,
+        actor="debtor",
+        action="dispute_opened",
+        account_id=account.id,
+        conversation_id=conversation_id,
+        reason=reason[:500],
+    )
+
+
+def request_handoff(
+    session: Session, clock: Clock, conversation: Conversation, *, reason: str, priority: int = 0
+) -> None:
+    """Queue the conversation for a human agent with its reason and priority."""
+    if conversation.state in (ConversationState.QUEUED.value, ConversationState.AGENT.value):
+        return
+    conversation.state = ConversationState.QUEUED.value
+    conversation.handoff_reason = reason
+    conversation.priority = priority
+    conversation.updated_at = clock.now_utc()
+    record_audit(
+        session,
+        clock,
+        actor="bot",
+        action="handoff_requested",
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        reason=reason,
+        priority=priority,
+    )
