@@ -78,11 +78,16 @@ def agents_add(
     typer.echo(f"Created {role} '{username}'.")
 
 
+# Modules that add their own commands with ``register(app)``.
+COMMAND_MODULES = ("bot.importers.commands", "bot.gateway.commands")
+
+
 def _register_optional_commands() -> None:
     """Commands whose modules register themselves on the app."""
-    from bot.importers.commands import register as register_imports
+    import importlib
 
-    register_imports(app)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 def main() -> None:
