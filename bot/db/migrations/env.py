@@ -31,6 +31,9 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+    # Closing the pool checkpoints SQLite's WAL, so the schema is in the main file
+    # (tests copy a migrated template file).
+    engine.dispose()
 
 
 if context.is_offline_mode():
