@@ -53,7 +53,6 @@ class VerificationOutcome(enum.Enum):
     VERIFIED = "verified"
     FAILED = "failed"  # wrong answer, tries left
     LOCKED = "locked"  # too many failures: locked for policy.identity.lockout_hours
-    NO_ACCOUNT = "no_account"  # the number matches no account: nothing to verify
 
 
 @dataclass(frozen=True)
@@ -81,19 +80,20 @@ def check_identity(
 ) -> VerificationResult:
     """Check a knowledge answer (birth date or last 4 digits of the account)."""
     max_failures = policy.identity.max_failures
-    if conversation.account_id is None:
-        return VerificationResult(VerificationOutcome.NO_ACCOUNT, 0)
     if is_locked(conversation, clock):
         return VerificationResult(VerificationOutcome.LOCKED, 0)
     if conversation.locked_until is not None:  # a past lockout: start counting again
         conversation.locked_until = None
         conversation.verification_failures = 0
-    account = session.get(Account, conversation.account_id)
-    assert account is not None
-    digits = "".join(ch for ch in account.external_id if ch.isdigit())
-    correct = (birth_date is not None and birth_date == account.debtor.birth_date) or (
-        last4 is not None and len(last4) == 4 and digits.endswith(last4)
+    # A number that matches no account fails like a wrong answer: the reply must not
+    # reveal whether a debt exists.
+    account = session.get(Account, conversation.account_id) if conversation.account_id else None
+    digits = "".join(ch for ch in account.external_id if ch.isdigit()) if account else ""
+    correct = account is not None and (
+        (birth_date is not None and birth_date == account.debtor.birth_date)
+        or (last4 is not None and len(last4) == 4 and digits.endswith(last4))
     )
+    account_id = account.id if account else None
     now = clock.now_utc()
     if correct:
         conversation.verified_at = now
@@ -103,7 +103,7 @@ def check_identity(
             clock,
             actor="bot",
             action="identity_verified",
-            account_id=account.id,
+            account_id=account_id,
             conversation_id=conversation.id,
         )
         return VerificationResult(VerificationOutcome.VERIFIED, max_failures)
@@ -116,7 +116,7 @@ def check_identity(
             clock,
             actor="bot",
             action="identity_locked",
-            account_id=account.id,
+            account_id=account_id,
             conversation_id=conversation.id,
             locked_until=conversation.locked_until.isoformat(),
         )
@@ -126,7 +126,7 @@ def check_identity(
         clock,
         actor="bot",
         action="identity_failed",
-        account_id=account.id,
+        account_id=account_id,
         conversation_id=conversation.id,
         tries_left=tries_left,
     )

@@ -41,7 +41,9 @@ def upsert_account(session: Session, clock: Clock, data: AccountData) -> tuple[A
     """
     now = clock.now_utc()
     phone = normalize_phone(data.phone)
-    account = session.scalars(select(Account).where(Account.external_id == data.external_id)).first()
+    account = session.scalars(
+        select(Account).where(Account.external_id == data.external_id)
+    ).first()
     contact = session.scalars(
         select(ContactPoint).where(
             ContactPoint.channel == Channel.WHATSAPP.value, ContactPoint.address == phone
@@ -65,7 +67,10 @@ def upsert_account(session: Session, clock: Clock, data: AccountData) -> tuple[A
     session.flush()
     if contact is None:
         contact = ContactPoint(
-            debtor_id=debtor.id, channel=Channel.WHATSAPP.value, address=phone, preferred=True,
+            debtor_id=debtor.id,
+            channel=Channel.WHATSAPP.value,
+            address=phone,
+            preferred=True,
             created_at=now,
         )
         session.add(contact)

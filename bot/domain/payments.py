@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -128,3 +128,27 @@ def _advance_agreements(
                 account.status = AccountStatus.SETTLED.value
         if remaining <= 0:
             break
+
+
+def find_payment_near(
+    session: Session,
+    account_id: int,
+    amount_cents: int,
+    on: date,
+    clock: Clock,
+    *,
+    days: int = 3,
+    tolerance_cents: int = 100,
+) -> Payment | None:
+    """A payment of about ``amount_cents`` within ``days`` of ``on`` (what a debtor reports)."""
+    start = datetime.combine(on - timedelta(days=days), time(0), tzinfo=clock.tz)
+    end = datetime.combine(on + timedelta(days=days + 1), time(0), tzinfo=clock.tz)
+    candidates = session.scalars(
+        select(Payment).where(
+            Payment.account_id == account_id, Payment.paid_at >= start, Payment.paid_at < end
+        )
+    ).all()
+    for payment in candidates:
+        if abs(payment.amount_cents - amount_cents) <= tolerance_cents:
+            return payment
+    return None

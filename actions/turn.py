@@ -1,0 +1,84 @@
+"""One action call's view of the world: settings, clock, policy, a DB session, the sender."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from rasa_sdk import Tracker
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.config import Settings, get_settings
+from bot.db.engine import session_scope
+from bot.db.models import Account, Conversation
+from bot.domain.conversations import get_or_create_conversation, is_verified
+from bot.domain.errors import InvalidPhone
+from bot.domain.phones import normalize_phone
+from bot.policy import Policy, cached_policy
+
+
+@dataclass
+class Turn:
+    settings: Settings
+    clock: Clock
+    policy: Policy
+    session: Session
+    conversation: Conversation | None
+    account: Account | None
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.conversation.id if self.conversation else None
+
+
+def sender_phone(tracker: Tracker) -> str | None:
+    """The debtor's phone: the gateway's metadata, else the sender id (an E.164 number)."""
+    metadata: dict[str, Any] = tracker.get_slot("session_started_metadata") or {}
+    latest = (tracker.latest_message or {}).get("metadata") or {}
+    for candidate in (latest.get("phone"), metadata.get("phone"), tracker.sender_id):
+        if not candidate:
+            continue
+        try:
+            return normalize_phone(str(candidate))
+        except InvalidPhone:
+            continue
+    return None
+
+
+def sender_channel(tracker: Tracker) -> str:
+    latest = (tracker.latest_message or {}).get("metadata") or {}
+    return str(latest.get("channel") or "whatsapp")
+
+
+@contextmanager
+def open_turn(tracker: Tracker) -> Iterator[Turn]:
+    """A committed-on-success unit of work for one action call."""
+    settings = get_settings()
+    clock = settings.clock()
+    policy = cached_policy(settings.policy_file)
+    phone = sender_phone(tracker)
+    with session_scope(settings.database_url) as session:
+        conversation = (
+            get_or_create_conversation(session, clock, sender_channel(tracker), phone)
+            if phone
+            else None
+        )
+        account = (
+            session.get(Account, conversation.account_id)
+            if conversation is not None and conversation.account_id is not None
+            else None
+        )
+        yield Turn(settings, clock, policy, session, conversation, account)
+
+
+def verified(turn: Turn, tracker: Tracker) -> bool:
+    """Both the dialogue and the ledger agree the sender proved who they are."""
+    return bool(
+        tracker.get_slot("verified")
+        and turn.conversation is not None
+        and turn.account is not None
+        and is_verified(turn.conversation)
+    )

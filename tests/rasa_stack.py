@@ -1,0 +1,138 @@
+"""A running Rasa server and action server for the whole test session (the model loads once).
+
+Real processes, real HTTP, a real SQLite ledger seeded with known debtors.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.clock import Clock
+from bot.db.engine import session_scope
+from bot.db.migrate import upgrade
+from bot.domain.debtors import AccountData, upsert_account
+from bot.engine.training import latest_model, rasa_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACK_NOW = "2026-11-23"  # a Monday, noon in Mexico City
+
+# Debtors every conversation test may use; each test uses its own phone so that
+# trackers and ledger rows never interfere.
+STACK_DEBTORS = [
+    AccountData(
+        external_id=f"TC-{n:04d}5678", full_name=f"María Prueba{n} López",
+        phone=f"+5255100{n:05d}", birth_date=date(1985, 3, 15), creditor="Banco Ejemplo",
+        product="Tarjeta de crédito", principal_cents=1_000_000, interest_cents=150_000,
+        fees_cents=50_000, due_date=date(2026, 9, 24), minimum_payment_cents=150_000,
+    )
+    for n in range(1, 41)
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+@dataclass
+class RasaStack:
+    rasa_url: str
+    action_url: str
+    db_url: str
+    env: dict[str, str]
+    logs: Path
+    _turns: int = field(default=0)
+
+    def say(self, sender: str, text: str, **metadata: Any) -> list[dict[str, Any]]:
+        """One debtor turn through Rasa's REST channel; the bot's messages come back."""
+        response = httpx.post(
+            f"{self.rasa_url}/webhooks/rest/webhook",
+            json={"sender": sender, "message": text,
+                  "metadata": {"channel": "whatsapp", "phone": sender, **metadata}},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return list(response.json())
+
+    def parse(self, text: str) -> dict[str, Any]:
+        response = httpx.post(f"{self.rasa_url}/model/parse", json={"text": text}, timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
+    config = os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml")
+    model = latest_model(REPO_ROOT, config)
+    if model is None:
+        pytest.fail(f"No trained model for {config}: run 'acuerdo train' (make test does).")
+    workdir = tmp_path_factory.mktemp("stack")
+    db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
+    upgrade(db_url)
+    clock = Clock.from_setting(STACK_NOW, "America/Mexico_City")
+    with session_scope(db_url) as session:
+        for data in STACK_DEBTORS:
+            upsert_account(session, clock, data)
+    rasa_port, action_port = free_port(), free_port()
+    env = rasa_env(REPO_ROOT)
+    env.update({
+        "ACUERDO_DATABASE_URL": db_url, "ACUERDO_NOW": STACK_NOW, "ACTION_PORT": str(action_port),
+        "RASA_PORT": str(rasa_port), "ACUERDO_VAR_DIR": str(workdir / "var"),
+        "ACUERDO_SECRET_KEY": "test-secret-key", "ACUERDO_PUBLIC_URL": "http://pay.test",
+    })
+    logs = workdir
+    actions = subprocess.Popen(
+        [str(REPO_ROOT / ".venv/bin/python"), "-m", "rasa_sdk", "--actions", "actions",
+         "--port", str(action_port)],
+        cwd=REPO_ROOT, env=env, stdout=open(logs / "actions.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    rasa = subprocess.Popen(
+        [str(REPO_ROOT / ".venv-rasa/bin/rasa"), "run", "--enable-api", "-m", str(model),
+         "--port", str(rasa_port), "--interface", "127.0.0.1", "--endpoints", "endpoints.yml"],
+        cwd=REPO_ROOT, env=env, stdout=open(logs / "rasa.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{action_port}/health", actions, 60)
+        wait_until_ready(f"http://127.0.0.1:{rasa_port}/status", rasa, 240)
+        yield RasaStack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{action_port}",
+                        db_url, env, logs)
+    finally:
+        _stop(rasa)
+        _stop(actions)
