@@ -227,11 +227,13 @@ PAYMENT_METHOD_WORDS: tuple[tuple[str, str], ...] = (
     ("oxxo", r"\b(?:o+x+o+|ocso|tiendas? de conveniencia|tiendita|7 ?eleven|seven eleven)\b"),
     ("spei", r"\b(?:spei|tra[n]?s?f[ei]r\w*|clabe|banca (?:en linea|movil)|app del banco)\b"),
     ("card", r"\b(?:tarjeta|tdc|tdd|debito|credito|card|visa|master ?card|amex)\b"),
-    ("bank_deposit", r"\b(?:deposit\w*|ventanilla|banco|bancaria|practicaja|cajero)\b"),
+    ("bank_deposit", r"\b(?:deposit\w*|ventanilla|bancos?|bancaria|practicaja|cajero)\b"),
 )
 
 
 def parse_payment_method(text: str) -> str | None:
     """``oxxo``, ``spei``, ``card`` or ``bank_deposit`` for a phrase naming one, else ``None``."""
     folded = fold(text)
+    if folded.strip() in PAYMENT_METHODS:  # already canonical (e.g. from a synonym or button)
+        return folded.strip()
     return next((m for m, words in PAYMENT_METHOD_WORDS if re.search(words, folded)), None)
