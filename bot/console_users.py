@@ -32,13 +32,16 @@ def create_console_user(
     if session.scalars(select(ConsoleUser).where(ConsoleUser.username == username)).first():
         raise ConsoleUserError(f"User '{username}' already exists")
     user = ConsoleUser(
-        username=username, password_hash=_hasher.hash(password), role=role,
+        username=username,
+        password_hash=_hasher.hash(password),
+        role=role,
         created_at=clock.now_utc(),
     )
     session.add(user)
     session.flush()
-    record_audit(session, clock, actor="system", action="console_user_created",
-                 username=username, role=role)
+    record_audit(
+        session, clock, actor="system", action="console_user_created", username=username, role=role
+    )
     return user
 
 

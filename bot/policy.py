@@ -156,13 +156,17 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _templates_exist(self) -> Policy:
-        named = [step.template for step in self.reminders.schedule] + [
-            self.reminders.promise_reminder_template,
-            self.reminders.broken_promise_template,
+        # Named by key path: a top-level validator's error carries no location of its own.
+        named = [
+            (f"reminders.schedule.{i}.template", step.template)
+            for i, step in enumerate(self.reminders.schedule)
+        ] + [
+            ("reminders.promise_reminder_template", self.reminders.promise_reminder_template),
+            ("reminders.broken_promise_template", self.reminders.broken_promise_template),
         ]
-        missing = sorted({name for name in named if name not in self.templates})
+        missing = [f"{key} ('{name}')" for key, name in named if name not in self.templates]
         if missing:
-            raise ValueError(f"reminders name templates not defined under templates: {missing}")
+            raise ValueError(f"{', '.join(missing)}: not defined under templates")
         return self
 
 
@@ -179,9 +183,10 @@ def load_policy(path: str | Path) -> Policy:
         return Policy.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise PolicyError(f"Invalid policy {file}: {key}: {message}") from None
+        where = f"{key}: " if key else ""
+        raise PolicyError(f"Invalid policy {file}: {where}{message}") from None
 
 
 @lru_cache(maxsize=4)

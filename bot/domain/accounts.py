@@ -84,17 +84,21 @@ def find_debtor_by_phone(session: Session, phone: str) -> Debtor | None:
 
 
 def find_accounts_by_phone(session: Session, phone: str) -> list[Account]:
-    """Accounts of the debtor reachable at ``phone``, open ones first, largest debt first."""
+    """Accounts of the debtor reachable at ``phone``, open ones first, largest debt first.
+
+    "Debt" is what is still owed after payments, not what the creditor first reported.
+    """
     debtor = find_debtor_by_phone(session, phone)
     if debtor is None:
         return []
     accounts = session.scalars(select(Account).where(Account.debtor_id == debtor.id)).all()
+    owed = {
+        a.id: a.principal_cents + a.interest_cents + a.fees_cents - total_paid_cents(session, a.id)
+        for a in accounts
+    }
     return sorted(
         accounts,
-        key=lambda a: (
-            a.status != AccountStatus.ACTIVE.value,
-            -(a.principal_cents + a.interest_cents + a.fees_cents),
-        ),
+        key=lambda a: (a.status != AccountStatus.ACTIVE.value, -owed[a.id]),
     )
 
 

@@ -8,8 +8,10 @@ toward the floor round by round and hands the chat to an agent after
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,14 +64,22 @@ def settlement_terms(
     if bucket is None:
         raise OfferRejected("no_bucket", f"no settlement bucket for {breakdown.days_past_due} days")
     balance = breakdown.total_cents
-    opening = round_up_to_peso(int(balance * (100 - bucket.discount_pct) / 100))
-    floor = round_up_to_peso(int(balance * bucket.floor_pct / 100))
+    opening = _percent_in_pesos(balance, 100 - bucket.discount_pct)
+    floor = _percent_in_pesos(balance, bucket.floor_pct)
     return SettlementTerms(
         balance_cents=balance,
         opening_cents=min(opening, balance),
         floor_cents=min(floor, balance),
         valid_until=clock.today() + timedelta(days=policy.settlement.offer_validity_days),
     )
+
+
+def _percent_in_pesos(cents: int, pct: Decimal) -> int:
+    """``pct``% of ``cents`` in whole pesos, rounded up from the exact value.
+
+    Truncating to centavos first could land a fraction of a centavo below the floor.
+    """
+    return round_up_to_peso(math.ceil(cents * pct / 100))
 
 
 def latest_offer(session: Session, account_id: int, kind: OfferKind) -> Offer | None:
@@ -169,7 +179,10 @@ def counter_settlement(
     round_ = previous.round if previous and previous.status == OfferStatus.OFFERED.value else 0
     if previous is not None and previous.status == OfferStatus.OFFERED.value:
         previous.status = OfferStatus.COUNTERED.value
+    last = previous.total_cents if previous is not None else terms.opening_cents
     if proposed_cents >= terms.floor_cents:
+        # Never charge more than the bot already offered, even if the debtor proposes more.
+        proposed_cents = min(proposed_cents, last)
         offer = _new_offer(
             session,
             clock,
@@ -196,7 +209,6 @@ def counter_settlement(
             round=round_,
         )
         return CounterResult(CounterOutcome.ESCALATE, None)
-    last = previous.total_cents if previous is not None else terms.opening_cents
     # Concede half the distance to the floor each round; the last allowed round is the floor.
     remaining_rounds = policy.settlement.max_rounds - round_
     step = (last - terms.floor_cents) // 2 if remaining_rounds > 1 else last - terms.floor_cents

@@ -46,12 +46,20 @@ def whatsapp_id(e164: str) -> str:
 
 
 def mask_phone(value: str | None) -> str:
-    """``+525512345678`` → ``+52 55 **** 5678`` (for logs)."""
+    """``+525512345678`` → ``+52 55 **** 5678`` (for logs).
+
+    Only the country code, the first two national digits (the area) and the last 4
+    digits show; anything that is not a valid number shows its last 4 digits at most.
+    """
     if not value:
         return "?"
     digits = "".join(ch for ch in value if ch.isdigit())
     if len(digits) < 8:
         return "****"
-    if digits.startswith("521") and len(digits) == 13:
-        digits = "52" + digits[3:]
-    return f"+{digits[:2]} {digits[2:4]} **** {digits[-4:]}"
+    try:
+        number = phonenumbers.parse(normalize_phone(value), None)
+    except (InvalidPhone, phonenumbers.NumberParseException):
+        return f"**** {digits[-4:]}"
+    national = str(number.national_number)
+    area = f" {national[:2]}" if len(national) >= 10 else ""
+    return f"+{number.country_code}{area} **** {national[-4:]}"

@@ -34,6 +34,8 @@ def record_promise(
     today = clock.today()
     horizon = today + timedelta(days=policy.promises.horizon_days)
     owed = balance_breakdown(session, account, clock).total_cents
+    if owed <= 0:
+        raise PromiseRejected("nothing_owed", "the account has no balance")
     if promised_date < today:
         raise PromiseRejected("date_in_past", f"{promised_date} is already past")
     if promised_date > horizon:
@@ -120,11 +122,15 @@ def mark_kept_promises(
 
 
 def settle_due_promises(session: Session, clock: Clock, policy: Policy) -> list[Promise]:
-    """Judge every pending promise whose date plus grace has passed; return the broken ones."""
+    """Judge every pending promise ``grace_days`` after its date; return the broken ones.
+
+    With the default grace of 1 day a promise is judged the day after its date
+    (CONTRACT 6.5: "the day after, it is marked kept or broken").
+    """
     cutoff = clock.today() - timedelta(days=policy.promises.grace_days)
     due = session.scalars(
         select(Promise).where(
-            Promise.status == PromiseStatus.PENDING.value, Promise.promised_date < cutoff
+            Promise.status == PromiseStatus.PENDING.value, Promise.promised_date <= cutoff
         )
     ).all()
     broken = []
