@@ -32,10 +32,17 @@ STACK_NOW = "2026-11-23"  # a Monday, noon in Mexico City
 # trackers and ledger rows never interfere.
 STACK_DEBTORS = [
     AccountData(
-        external_id=f"TC-{n:04d}5678", full_name=f"María Prueba{n} López",
-        phone=f"+5255100{n:05d}", birth_date=date(1985, 3, 15), creditor="Banco Ejemplo",
-        product="Tarjeta de crédito", principal_cents=1_000_000, interest_cents=150_000,
-        fees_cents=50_000, due_date=date(2026, 9, 24), minimum_payment_cents=150_000,
+        external_id=f"TC-{n:04d}5678",
+        full_name=f"María Prueba{n} López",
+        phone=f"+5255100{n:05d}",
+        birth_date=date(1985, 3, 15),
+        creditor="Banco Ejemplo",
+        product="Tarjeta de crédito",
+        principal_cents=1_000_000,
+        interest_cents=150_000,
+        fees_cents=50_000,
+        due_date=date(2026, 9, 24),
+        minimum_payment_cents=150_000,
     )
     for n in range(1, 41)
 ]
@@ -74,8 +81,11 @@ class RasaStack:
         """One debtor turn through Rasa's REST channel; the bot's messages come back."""
         response = httpx.post(
             f"{self.rasa_url}/webhooks/rest/webhook",
-            json={"sender": sender, "message": text,
-                  "metadata": {"channel": "whatsapp", "phone": sender, **metadata}},
+            json={
+                "sender": sender,
+                "message": text,
+                "metadata": {"channel": "whatsapp", "phone": sender, **metadata},
+            },
             timeout=60,
         )
         response.raise_for_status()
@@ -100,7 +110,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     config = os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml")
-    model = latest_model(REPO_ROOT, config)
+    override = os.environ.get("ACUERDO_TEST_MODEL")  # a model file to test instead (development)
+    model = Path(override) if override else latest_model(REPO_ROOT, config)
     if model is None:
         pytest.fail(f"No trained model for {config}: run 'acuerdo train' (make test does).")
     workdir = tmp_path_factory.mktemp("stack")
@@ -112,27 +123,58 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
             upsert_account(session, clock, data)
     rasa_port, action_port = free_port(), free_port()
     env = rasa_env(REPO_ROOT)
-    env.update({
-        "ACUERDO_DATABASE_URL": db_url, "ACUERDO_NOW": STACK_NOW, "ACTION_PORT": str(action_port),
-        "RASA_PORT": str(rasa_port), "ACUERDO_VAR_DIR": str(workdir / "var"),
-        "ACUERDO_SECRET_KEY": "test-secret-key", "ACUERDO_PUBLIC_URL": "http://pay.test",
-    })
+    env.update(
+        {
+            "ACUERDO_DATABASE_URL": db_url,
+            "ACUERDO_NOW": STACK_NOW,
+            "ACTION_PORT": str(action_port),
+            "RASA_PORT": str(rasa_port),
+            "ACUERDO_VAR_DIR": str(workdir / "var"),
+            "ACUERDO_SECRET_KEY": "test-secret-key",
+            "ACUERDO_PUBLIC_URL": "http://pay.test",
+        }
+    )
     logs = workdir
     actions = subprocess.Popen(
-        [str(REPO_ROOT / ".venv/bin/python"), "-m", "rasa_sdk", "--actions", "actions",
-         "--port", str(action_port)],
-        cwd=REPO_ROOT, env=env, stdout=open(logs / "actions.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(REPO_ROOT / ".venv/bin/python"),
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "actions",
+            "--port",
+            str(action_port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=(logs / "actions.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
+        stderr=subprocess.STDOUT,
     )
     rasa = subprocess.Popen(
-        [str(REPO_ROOT / ".venv-rasa/bin/rasa"), "run", "--enable-api", "-m", str(model),
-         "--port", str(rasa_port), "--interface", "127.0.0.1", "--endpoints", "endpoints.yml"],
-        cwd=REPO_ROOT, env=env, stdout=open(logs / "rasa.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            str(REPO_ROOT / ".venv-rasa/bin/rasa"),
+            "run",
+            "--enable-api",
+            "-m",
+            str(model),
+            "--port",
+            str(rasa_port),
+            "--interface",
+            "127.0.0.1",
+            "--endpoints",
+            "endpoints.yml",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=(logs / "rasa.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{action_port}/health", actions, 60)
         wait_until_ready(f"http://127.0.0.1:{rasa_port}/status", rasa, 240)
-        yield RasaStack(f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{action_port}",
-                        db_url, env, logs)
+        yield RasaStack(
+            f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{action_port}", db_url, env, logs
+        )
     finally:
         _stop(rasa)
         _stop(actions)
