@@ -12,12 +12,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup setup-app setup-rasa migrate train demo up test test-fast lint bench clean
+.PHONY: help setup setup-app setup-rasa migrate train demo up test test-fast lint bench clean \
+	validate nlu-report test-stories test-conversations
 
 help:
 	@echo "make demo   - set up everything and start Acuerdo with demo data"
 	@echo "make test   - set up everything and run the whole test suite"
 	@echo "make setup / migrate / train / lint / bench / clean"
+	@echo "make validate / nlu-report / test-stories / test-conversations (Rasa quality gates)"
 
 $(APP_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 10), "Python 3.10 is required (set PYTHON=/path/to/python3.10)"'
@@ -68,6 +70,25 @@ test-fast: setup-app
 
 bench: setup migrate
 	$(VENV)/bin/python -m bench.bench_import
+	$(VENV)/bin/python -m bench.bench_webhook_latency
+
+# The Rasa quality gates, one command each (make test runs them all).
+CI_MODEL_ENV := ACUERDO_TRAIN_CONFIG=$${ACUERDO_TRAIN_CONFIG:-config_ci.yml}
+
+validate: setup
+	PYTHONPATH=. $(RASA_VENV)/bin/rasa data validate --max-history 5
+
+nlu-report: setup migrate
+	$(CI_MODEL_ENV) $(ACUERDO) train
+	$(CI_MODEL_ENV) $(VENV)/bin/pytest -q -s tests/test_rasa_quality.py -k "held_out or entity_values"
+
+test-stories: setup migrate
+	$(CI_MODEL_ENV) $(ACUERDO) train
+	$(CI_MODEL_ENV) $(VENV)/bin/pytest -q tests/test_rasa_quality.py -k test_story
+
+test-conversations: setup migrate
+	$(CI_MODEL_ENV) $(ACUERDO) train
+	$(CI_MODEL_ENV) $(VENV)/bin/pytest -q tests/test_conversations.py
 
 clean:
 	rm -rf $(VENV) $(RASA_VENV) models .rasa results var

@@ -1,0 +1,191 @@
+"""Claiming work from the ``messages`` table: leases, fencing and per-conversation order.
+
+A row is claimable when it is the **earliest unfinished** row of its conversation (in its
+direction) and its ``next_attempt_at`` has come: a pending row whose back-off is over, or a
+claimed row whose lease ran out (its worker died). Claiming is a compare-and-set on
+``(id, attempts, status)`` that bumps ``attempts``; the new ``attempts`` is the fencing token
+every later write of that worker must match, so a worker whose lease was taken over can
+never commit its results. On PostgreSQL the candidate rows are read ``FOR UPDATE SKIP
+LOCKED`` so concurrent gateway processes do not queue up behind each other.
+
+``next_attempt_at`` is scheduling time: real wall-clock UTC, never the pinned
+``ACUERDO_NOW`` (a pinned clock does not advance, so back-offs would never end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from bot.db.models import Message
+
+
+class InboundStatus:
+    PENDING = "pending"  # stored, waiting for (or between tries of) processing
+    PROCESSING = "processing"  # claimed by a worker; next_attempt_at is the lease's end
+    DONE = "done"  # answered (its replies are in the outbox)
+    SKIPPED = "skipped"  # an agent holds the conversation: the bot stays silent
+    FAILED = "failed"  # could not be processed (a bug or a permanent refusal); logged
+
+
+class OutboundStatus:
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a worker; next_attempt_at is the lease's end
+    SENT = "sent"  # accepted by the channel (external_id known)
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    HELD = "held"  # outside the service window: waits for the person to write again
+
+
+INBOUND_UNFINISHED = (InboundStatus.PENDING, InboundStatus.PROCESSING)
+OUTBOUND_UNFINISHED = (OutboundStatus.QUEUED, OutboundStatus.SENDING)
+
+
+def scheduling_now() -> datetime:
+    """Real UTC time for leases and back-offs."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claimed row and the fencing token (its ``attempts`` after the claim)."""
+
+    message_id: int
+    attempts: int
+
+
+def claim_rows(
+    session: Session,
+    *,
+    direction: str,
+    unfinished: tuple[str, ...],
+    claimed_status: str,
+    lease: timedelta,
+    limit: int,
+) -> list[Claim]:
+    """Claim up to ``limit`` rows, at most one per conversation; commits."""
+    if limit <= 0:
+        return []
+    now = scheduling_now()
+    earlier = aliased(Message)
+    earliest_unfinished = (
+        select(func.min(earlier.id))
+        .where(
+            earlier.conversation_id == Message.conversation_id,
+            earlier.direction == direction,
+            earlier.status.in_(unfinished),
+        )
+        .scalar_subquery()
+    )
+    query = (
+        select(Message.id, Message.attempts, Message.status)
+        .where(
+            Message.direction == direction,
+            Message.status.in_(unfinished),
+            Message.id == earliest_unfinished,
+            or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Message)
+    candidates = session.execute(query).all()
+    claims = []
+    for message_id, attempts, status in candidates:
+        result = session.execute(
+            update(Message)
+            .where(
+                Message.id == message_id,
+                Message.attempts == attempts,
+                Message.status == status,
+            )
+            .values(
+                status=claimed_status,
+                attempts=attempts + 1,
+                next_attempt_at=now + lease,
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            claims.append(Claim(message_id, attempts + 1))
+    session.commit()
+    return claims
+
+
+def fenced(claim: Claim, claimed_status: str) -> tuple[object, ...]:
+    """WHERE clauses that hold only while ``claim`` is still the live claim of its row."""
+    return (
+        Message.id == claim.message_id,
+        Message.attempts == claim.attempts,
+        Message.status == claimed_status,
+    )
+
+
+def release_after(
+    session: Session, claim: Claim, claimed_status: str, back_to: str, delay: float, error: str
+) -> bool:
+    """Put a claimed row back to ``back_to`` to be retried after ``delay`` seconds."""
+    result = session.execute(
+        update(Message)
+        .where(*fenced(claim, claimed_status))  # type: ignore[arg-type]
+        .values(
+            status=back_to,
+            next_attempt_at=scheduling_now() + timedelta(seconds=delay),
+            error_code=error[:32],
+        )
+    )
+    session.commit()
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def earliest_due(session: Session, direction: str, unfinished: tuple[str, ...]) -> datetime | None:
+    """When the next back-off or lease of ``direction`` ends (None: nothing is waiting)."""
+    return session.scalar(
+        select(func.min(Message.next_attempt_at)).where(
+            Message.direction == direction,
+            Message.status.in_(unfinished),
+            Message.next_attempt_at.is_not(None),
+        )
+    )
+
+
+def recover_single_process(session: Session) -> int:
+    """On SQLite (one gateway process by design) a claim at start-up belonged to a dead
+    process: make it claimable at once instead of waiting for its lease."""
+    if session.get_bind().dialect.name != "sqlite":
+        return 0
+    count = 0
+    for direction, claimed, back_to in (
+        ("in", InboundStatus.PROCESSING, InboundStatus.PENDING),
+        ("out", OutboundStatus.SENDING, OutboundStatus.QUEUED),
+    ):
+        result = session.execute(
+            update(Message)
+            .where(Message.direction == direction, Message.status == claimed)
+            .values(status=back_to, next_attempt_at=None)
+        )
+        count += result.rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return count
+
+
+def queue_depths(session: Session) -> dict[str, int]:
+    """How many messages wait: inbound to process, outbound to send, outbound held."""
+    rows = session.execute(
+        select(Message.direction, Message.status, func.count())
+        .where(Message.status.in_((*INBOUND_UNFINISHED, *OUTBOUND_UNFINISHED, OutboundStatus.HELD)))
+        .group_by(Message.direction, Message.status)
+    ).all()
+    depths = {"inbox": 0, "outbox": 0, "held": 0}
+    for direction, status, count in rows:
+        if direction == "in" and status in INBOUND_UNFINISHED:
+            depths["inbox"] += int(count)
+        elif direction == "out" and status == OutboundStatus.HELD:
+            depths["held"] += int(count)
+        elif direction == "out" and status in OUTBOUND_UNFINISHED:
+            depths["outbox"] += int(count)
+    return depths

@@ -1,0 +1,201 @@
+"""The durable inbox: a verified delivery is committed here before the webhook answers 200.
+
+Inbound messages become ``messages`` rows (direction ``in``, status ``pending``); the
+unique constraint on (channel, direction, external_id) makes a redelivery a no-op.
+Statuses update the outbound row they name. Nothing here talks to Rasa or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.channels.base import (
+    EVIDENCE_KINDS,
+    Delivery,
+    InboundMessage,
+    SendOutcome,
+    StatusUpdate,
+)
+from bot.clock import Clock
+from bot.conversation.claims import InboundStatus, OutboundStatus
+from bot.db.models import Direction, Message
+from bot.domain.conversations import get_or_create_conversation
+from bot.domain.phones import mask_phone
+
+log = structlog.get_logger("acuerdo.inbox")
+
+# How far each delivery status has come; a late "delivered" never undoes a "read".
+STATUS_RANK = {
+    OutboundStatus.QUEUED: 0,
+    OutboundStatus.SENDING: 0,
+    OutboundStatus.SENT: 1,
+    OutboundStatus.DELIVERED: 2,
+    OutboundStatus.READ: 3,
+    "played": 3,
+}
+
+WindowClosedHandler = Callable[[Session, Message], None]
+
+
+@dataclass
+class StoreResult:
+    stored: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    conversation_ids: set[int] = field(default_factory=set)
+    released: int = 0  # held outbound messages set free by a new inbound message
+    stored_kinds: list[str] = field(default_factory=list)
+
+
+def _inbound_payload(message: InboundMessage) -> dict[str, Any]:
+    payload: dict[str, Any] = {"details": dict(message.details)}
+    if message.payload is not None:
+        payload["reply_id"] = message.payload
+    if message.profile_name:
+        payload["profile_name"] = message.profile_name
+    if message.media_id:
+        payload["media_id"] = message.media_id
+        payload["media_mime"] = message.media_mime
+    if message.timestamp is not None:
+        payload["sent_at"] = message.timestamp.isoformat()
+    if message.kind in EVIDENCE_KINDS:
+        payload["evidence"] = True  # for the agent console: review this file
+    return payload
+
+
+def _store_message(
+    session: Session, clock: Clock, message: InboundMessage, result: StoreResult
+) -> None:
+    existing = session.scalar(
+        select(Message.id).where(
+            Message.channel == message.channel,
+            Message.direction == Direction.IN.value,
+            Message.external_id == message.external_id,
+        )
+    )
+    if existing is not None:
+        result.duplicates += 1
+        log.info("inbox.duplicate", channel=message.channel, message_id=existing)
+        return
+    conversation = get_or_create_conversation(session, clock, message.channel, message.sender)
+    now = clock.now_utc()
+    session.add(
+        Message(
+            conversation_id=conversation.id,
+            channel=message.channel,
+            direction=Direction.IN.value,
+            external_id=message.external_id,
+            author="debtor",
+            kind=message.kind.value,
+            text=message.text,
+            payload=_inbound_payload(message),
+            status=InboundStatus.PENDING,
+            attempts=0,
+            next_attempt_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    conversation.last_inbound_at = now  # the service window reopens
+    conversation.updated_at = now
+    released = session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.OUT.value,
+            Message.status == OutboundStatus.HELD,
+        )
+        .values(status=OutboundStatus.QUEUED, next_attempt_at=None)
+    )
+    result.released += released.rowcount  # type: ignore[attr-defined]
+    result.stored += 1
+    result.stored_kinds.append(message.kind.value)
+    result.conversation_ids.add(conversation.id)
+    log.info(
+        "inbox.stored",
+        channel=message.channel,
+        kind=message.kind.value,
+        sender=mask_phone(message.sender),
+        conversation_id=conversation.id,
+    )
+
+
+def _store_status(
+    session: Session,
+    clock: Clock,
+    status: StatusUpdate,
+    on_window_closed: WindowClosedHandler | None,
+) -> bool:
+    row = session.scalars(
+        select(Message).where(
+            Message.channel == status.channel,
+            Message.direction == Direction.OUT.value,
+            Message.external_id == status.external_id,
+        )
+    ).first()
+    if row is None:
+        log.info("inbox.status_for_unknown_message", channel=status.channel, status=status.status)
+        return False
+    if status.status == OutboundStatus.FAILED:
+        if STATUS_RANK.get(row.status, -1) >= STATUS_RANK[OutboundStatus.DELIVERED]:
+            return False
+        if row.status in (OutboundStatus.FAILED, OutboundStatus.HELD):
+            return False
+        row.error_code = status.error_code
+        row.updated_at = clock.now_utc()
+        if status.outcome == SendOutcome.WINDOW_CLOSED and on_window_closed is not None:
+            on_window_closed(session, row)
+        else:
+            row.status = OutboundStatus.FAILED
+        log.warning(
+            "outbox.delivery_failed",
+            channel=status.channel,
+            message_id=row.id,
+            error_code=status.error_code,
+            error_title=status.error_title,
+        )
+        return True
+    rank = STATUS_RANK.get(status.status)
+    if rank is None or rank <= STATUS_RANK.get(row.status, 99):
+        return False
+    row.status = status.status
+    row.updated_at = clock.now_utc()
+    return True
+
+
+def store_delivery(
+    session: Session,
+    clock: Clock,
+    delivery: Delivery,
+    *,
+    on_window_closed: WindowClosedHandler | None = None,
+) -> StoreResult:
+    """Store every message and status of ``delivery`` in one transaction and commit.
+
+    A concurrent delivery of the same message id can win the race for the unique key;
+    the whole delivery is then stored again, now seeing that message as a duplicate.
+    """
+    messages = sorted(
+        delivery.messages, key=lambda m: m.timestamp.timestamp() if m.timestamp else 0.0
+    )
+    for attempt in range(3):
+        result = StoreResult()
+        try:
+            for message in messages:
+                _store_message(session, clock, message, result)
+            for status in delivery.statuses:
+                result.statuses += int(_store_status(session, clock, status, on_window_closed))
+            session.commit()
+            return result
+        except IntegrityError:
+            session.rollback()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,361 @@
+"""The outbox: every bot message is a row first, then a send through its channel adapter.
+
+A row survives a crash; sends are retried with exponential back-off and jitter on rate
+limits, server errors and timeouts; each failure kind is handled as the adapter classifies
+it (:class:`SendOutcome`). Outside a channel's service window only templates go out: a
+free-form message is *held* and one re-engagement template (``templates.
+reanudar_conversacion`` in the policy file) is sent instead; the held messages go out when
+the person writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bot.channels.base import (
+    RESUME_PAYLOAD,
+    ChannelAdapter,
+    OutboundMessage,
+    RenderedMessage,
+    SendError,
+    SendOutcome,
+    TemplateMessage,
+)
+from bot.clock import Clock
+from bot.conversation.claims import (
+    OUTBOUND_UNFINISHED,
+    Claim,
+    OutboundStatus,
+    claim_rows,
+    earliest_due,
+    fenced,
+    release_after,
+    scheduling_now,
+)
+from bot.conversation.observer import NullObserver, Observer
+from bot.conversation.tuning import Tuning
+from bot.db.engine import session_factory
+from bot.db.models import Conversation, Direction, Message
+from bot.domain.phones import mask_phone
+from bot.policy import Policy
+
+log = structlog.get_logger("acuerdo.outbox")
+
+REENGAGEMENT_TEMPLATE = "reanudar_conversacion"
+
+
+def enqueue(
+    session: Session,
+    clock: Clock,
+    *,
+    conversation_id: int,
+    channel: str,
+    rendered: RenderedMessage,
+    author: str = "bot",
+    extra: Mapping[str, Any] | None = None,
+) -> Message:
+    """Add one rendered message to the outbox (flushed with the caller's transaction)."""
+    payload: dict[str, Any] = {"body": rendered.body, **(extra or {})}
+    if rendered.options:
+        payload["options"] = [
+            {"title": option.title, "payload": option.payload} for option in rendered.options
+        ]
+    now = clock.now_utc()
+    row = Message(
+        conversation_id=conversation_id,
+        channel=channel,
+        direction=Direction.OUT.value,
+        external_id=None,
+        author=author,
+        kind=rendered.kind,
+        text=rendered.text,
+        payload=payload,
+        status=OutboundStatus.QUEUED,
+        attempts=0,
+        next_attempt_at=None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def reengagement_template(policy: Policy) -> TemplateMessage | None:
+    """The approved template that invites the person back (no personal data in it)."""
+    template = policy.templates.get(REENGAGEMENT_TEMPLATE)
+    if template is None:
+        return None
+    return TemplateMessage(
+        name=REENGAGEMENT_TEMPLATE,
+        language=template.language,
+        button_payloads=tuple(RESUME_PAYLOAD for _ in template.buttons),
+        preview=template.body,
+        button_titles=tuple(template.buttons),
+    )
+
+
+def hold_for_window(
+    session: Session, clock: Clock, policy: Policy, adapter: ChannelAdapter, message: Message
+) -> None:
+    """Hold ``message`` until the person writes again; make sure one template invites them."""
+    message.status = OutboundStatus.HELD
+    message.next_attempt_at = None
+    message.updated_at = clock.now_utc()
+    last_inbound = session.scalar(
+        select(func.max(Message.id)).where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == Direction.IN.value,
+        )
+    )
+    invitations = session.scalars(
+        select(Message).where(
+            Message.conversation_id == message.conversation_id,
+            Message.direction == Direction.OUT.value,
+            Message.kind == "template",
+            Message.id > (last_inbound or 0),
+            Message.status.not_in((OutboundStatus.FAILED, OutboundStatus.HELD)),
+        )
+    ).all()
+    if any((row.payload or {}).get("reengagement") for row in invitations):
+        return
+    template = reengagement_template(policy)
+    if template is None:
+        log.error("outbox.no_reengagement_template", template=REENGAGEMENT_TEMPLATE)
+        return
+    for rendered in adapter.render(OutboundMessage(template=template)):
+        enqueue(
+            session,
+            clock,
+            conversation_id=message.conversation_id,
+            channel=message.channel,
+            rendered=rendered,
+            author="system",
+            extra={"reengagement": True},
+        )
+    log.info("outbox.window_closed_template", conversation_id=message.conversation_id)
+
+
+@dataclass(frozen=True)
+class _Job:
+    channel: str
+    kind: str
+    address: str
+    body: dict[str, Any]
+    last_inbound_at: datetime | None
+
+
+class Outbox:
+    """Claims queued outbound rows and sends them, one at a time per conversation."""
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        clock: Clock,
+        policy: Policy,
+        adapters: Mapping[str, ChannelAdapter],
+        tuning: Tuning,
+        observer: Observer | None = None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = session_factory(db_url)
+        self._clock = clock
+        self._policy = policy
+        self._adapters = adapters
+        self._tuning = tuning
+        self._observer = observer or NullObserver()
+        self.wake = wake
+        self.halted_until: datetime | None = None
+        self.halt_reason: str | None = None
+
+    # -- claiming (runs in a worker thread) ---------------------------------------------
+    def _halted(self) -> bool:
+        if self.halted_until is None:
+            return False
+        if scheduling_now() >= self.halted_until:
+            self.halted_until = None
+            for channel in self._adapters:
+                self._observer.halted(channel, False)
+            log.warning("outbox.resumed", reason=self.halt_reason)
+            return False
+        return True
+
+    def claim(self, limit: int) -> list[Claim]:
+        if self._halted():
+            return []
+        with self._sessions() as session:
+            return claim_rows(
+                session,
+                direction=Direction.OUT.value,
+                unfinished=OUTBOUND_UNFINISHED,
+                claimed_status=OutboundStatus.SENDING,
+                lease=timedelta(seconds=self._tuning.send_timeout * 2 + 30),
+                limit=limit,
+            )
+
+    def next_due(self) -> datetime | None:
+        if self.halted_until is not None:
+            return self.halted_until
+        with self._sessions() as session:
+            return earliest_due(session, Direction.OUT.value, OUTBOUND_UNFINISHED)
+
+    # -- window handling ------------------------------------------------------------------
+    def hold_in_session(self, session: Session, message: Message) -> None:
+        """Hold ``message`` (its window is closed) and invite the person; the caller commits
+        and wakes the outbox."""
+        adapter = self._adapters.get(message.channel)
+        if adapter is None:
+            message.status = OutboundStatus.FAILED
+            return
+        hold_for_window(session, self._clock, self._policy, adapter, message)
+
+    def _window_closed(self, job: _Job, adapter: ChannelAdapter) -> bool:
+        if adapter.service_window is None or job.kind == "template":
+            return False
+        if job.last_inbound_at is None:
+            return True
+        return self._clock.now_utc() - job.last_inbound_at >= adapter.service_window
+
+    # -- sending --------------------------------------------------------------------------
+    def _load(self, claim: Claim) -> _Job | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(Message, Conversation)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+            ).first()
+            if row is None:
+                return None
+            message, conversation = row
+            return _Job(
+                channel=message.channel,
+                kind=message.kind,
+                address=conversation.address,
+                body=dict((message.payload or {}).get("body") or {}),
+                last_inbound_at=conversation.last_inbound_at,
+            )
+
+    def _finish(self, claim: Claim, status: str, **values: Any) -> bool:
+        with self._sessions() as session:
+            result = session.execute(
+                update(Message)
+                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+                .values(
+                    status=status,
+                    next_attempt_at=None,
+                    updated_at=self._clock.now_utc(),
+                    **values,
+                )
+            )
+            session.commit()
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def _hold(self, claim: Claim) -> None:
+        with self._sessions() as session:
+            message = session.scalars(
+                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+            ).first()
+            if message is None:
+                return
+            self.hold_in_session(session, message)
+            session.commit()
+        self.wake()
+
+    def _release(self, claim: Claim, delay: float, code: str) -> None:
+        with self._sessions() as session:
+            release_after(
+                session, claim, OutboundStatus.SENDING, OutboundStatus.QUEUED, delay, code
+            )
+
+    async def deliver(self, claim: Claim) -> None:
+        """Send one claimed row and record the outcome."""
+        job = await asyncio.to_thread(self._load, claim)
+        if job is None:
+            return
+        adapter = self._adapters.get(job.channel)
+        if adapter is None:
+            log.error("outbox.no_adapter", channel=job.channel, message_id=claim.message_id)
+            await asyncio.to_thread(
+                self._finish, claim, OutboundStatus.FAILED, error_code="no_adapter"
+            )
+            return
+        if self._window_closed(job, adapter):
+            await asyncio.to_thread(self._hold, claim)
+            self._observer.outbound(job.channel, job.kind, OutboundStatus.HELD)
+            return
+        started = time.monotonic()
+        try:
+            result = await adapter.send(job.address, job.body)
+        except SendError as error:
+            await self._on_error(claim, job, error)
+            return
+        self._observer.sent(time.monotonic() - started)
+        self._observer.outbound(job.channel, job.kind, OutboundStatus.SENT)
+        recorded = await asyncio.to_thread(
+            self._finish,
+            claim,
+            OutboundStatus.SENT,
+            external_id=result.external_id,
+            error_code=None,
+        )
+        if not recorded:
+            log.warning("outbox.sent_after_lease_lost", message_id=claim.message_id)
+        log.info(
+            "outbox.sent",
+            channel=job.channel,
+            kind=job.kind,
+            message_id=claim.message_id,
+            to=mask_phone(job.address),
+            attempt=claim.attempts,
+        )
+
+    async def _on_error(self, claim: Claim, job: _Job, error: SendError) -> None:
+        self._observer.send_error(job.channel, error.code)
+        context = {
+            "channel": job.channel,
+            "message_id": claim.message_id,
+            "to": mask_phone(job.address),
+            "code": error.code,
+            "attempt": claim.attempts,
+        }
+        outcome = error.outcome
+        tuning = self._tuning
+        if outcome == SendOutcome.RETRY and claim.attempts < tuning.max_send_attempts:
+            delay = max(tuning.backoff(claim.attempts), error.retry_after or 0.0)
+            log.warning("outbox.retry", delay=round(delay, 3), detail=error.detail, **context)
+            await asyncio.to_thread(self._release, claim, delay, error.code)
+        elif outcome == SendOutcome.PACE_RECIPIENT:
+            delay = tuning.backoff(claim.attempts, base=tuning.pace_seconds)
+            log.warning("outbox.pace_recipient", delay=round(delay, 3), **context)
+            await asyncio.to_thread(self._release, claim, delay, error.code)
+        elif outcome == SendOutcome.WINDOW_CLOSED:
+            log.info("outbox.window_closed", **context)
+            await asyncio.to_thread(self._hold, claim)
+            self._observer.outbound(job.channel, job.kind, OutboundStatus.HELD)
+        elif outcome == SendOutcome.HALT:
+            self.halted_until = scheduling_now() + timedelta(seconds=tuning.halt_seconds)
+            self.halt_reason = f"{job.channel} error {error.code}: {error.detail}"[:200]
+            self._observer.halted(job.channel, True)
+            log.error(
+                "outbox.halted",
+                alert=True,
+                until=self.halted_until.isoformat(),
+                detail=error.detail,
+                **context,
+            )
+            await asyncio.to_thread(self._release, claim, tuning.halt_seconds, error.code)
+        else:  # undeliverable, rejected, or out of retries: never retried
+            log.error("outbox.failed", outcome=outcome.value, detail=error.detail, **context)
+            await asyncio.to_thread(
+                self._finish, claim, OutboundStatus.FAILED, error_code=error.code[:32]
+            )
+            self._observer.outbound(job.channel, job.kind, OutboundStatus.FAILED)

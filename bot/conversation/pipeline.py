@@ -1,0 +1,329 @@
+"""The pipeline: stored inbound messages → Rasa (or a fixed reply) → outbox rows.
+
+Runs after the webhook has answered. Per conversation, messages are handled strictly in
+arrival order and one at a time (see :mod:`bot.conversation.claims`). A Rasa or
+action-server outage puts the message back with a back-off: it is never dropped, and its
+replies are written in the same transaction that marks it done, so they exist once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot.channels.base import (
+    CONVERSATIONAL_KINDS,
+    EVIDENCE_KINDS,
+    RESUME_PAYLOAD,
+    ChannelAdapter,
+    InboundKind,
+    OutboundMessage,
+    RenderedMessage,
+)
+from bot.clock import Clock
+from bot.conversation.claims import (
+    INBOUND_UNFINISHED,
+    Claim,
+    InboundStatus,
+    claim_rows,
+    earliest_due,
+    fenced,
+    release_after,
+)
+from bot.conversation.observer import NullObserver, Observer
+from bot.conversation.outbox import enqueue
+from bot.conversation.rasa import RasaClient, RasaRejected, RasaUnavailable
+from bot.conversation.replies import Replies
+from bot.conversation.responses import outbound_from_rasa
+from bot.conversation.tuning import Tuning
+from bot.db.engine import session_factory
+from bot.db.models import Conversation, ConversationState, Direction, Message
+from bot.domain.audit import record_audit
+from bot.domain.phones import mask_phone
+
+log = structlog.get_logger("acuerdo.pipeline")
+
+
+@dataclass(frozen=True)
+class _Job:
+    message_id: int
+    conversation_id: int
+    channel: str
+    kind: str
+    text: str | None
+    reply_id: str | None
+    external_id: str | None
+    sender: str
+    profile_name: str | None
+    agent_holds: bool
+    menu: tuple[str, ...]  # payloads of the last numbered menu sent to this person
+    emoji: str | None
+
+
+def _menu_payloads(session: Session, conversation_id: int, before_id: int) -> tuple[str, ...]:
+    last = session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUT.value,
+            Message.id < before_id,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+    options = (last.payload or {}).get("options") if last is not None else None
+    if not isinstance(options, list):
+        return ()
+    return tuple(str(option.get("payload", "")) for option in options if isinstance(option, dict))
+
+
+class Pipeline:
+    """Processes claimed inbound messages."""
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        clock: Clock,
+        adapters: Mapping[str, ChannelAdapter],
+        rasa: RasaClient,
+        replies: Replies,
+        tuning: Tuning,
+        observer: Observer | None = None,
+        wake_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._sessions = session_factory(db_url)
+        self._clock = clock
+        self._adapters = adapters
+        self._rasa = rasa
+        self._replies = replies
+        self._tuning = tuning
+        self._observer = observer or NullObserver()
+        self._wake_outbox = wake_outbox
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- claiming (worker thread) ---------------------------------------------------------
+    def claim(self, limit: int) -> list[Claim]:
+        with self._sessions() as session:
+            return claim_rows(
+                session,
+                direction=Direction.IN.value,
+                unfinished=INBOUND_UNFINISHED,
+                claimed_status=InboundStatus.PROCESSING,
+                lease=timedelta(seconds=self._tuning.lease_seconds),
+                limit=limit,
+            )
+
+    def next_due(self) -> datetime | None:
+        with self._sessions() as session:
+            return earliest_due(session, Direction.IN.value, INBOUND_UNFINISHED)
+
+    # -- database steps (worker threads) --------------------------------------------------
+    def _load(self, claim: Claim) -> _Job | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(Message, Conversation)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(*fenced(claim, InboundStatus.PROCESSING))  # type: ignore[arg-type]
+            ).first()
+            if row is None:
+                return None
+            message, conversation = row
+            payload = message.payload or {}
+            details = payload.get("details") or {}
+            return _Job(
+                message_id=message.id,
+                conversation_id=conversation.id,
+                channel=message.channel,
+                kind=message.kind,
+                text=message.text,
+                reply_id=payload.get("reply_id"),
+                external_id=message.external_id,
+                sender=conversation.address,
+                profile_name=payload.get("profile_name"),
+                agent_holds=conversation.state == ConversationState.AGENT.value,
+                menu=_menu_payloads(session, conversation.id, message.id),
+                emoji=details.get("emoji"),
+            )
+
+    def _complete(
+        self,
+        claim: Claim,
+        job: _Job,
+        status: str,
+        rendered: list[RenderedMessage],
+        *,
+        error: str | None = None,
+    ) -> bool:
+        """Mark the message handled and queue its replies, atomically, if still ours."""
+        with self._sessions() as session:
+            result = session.execute(
+                update(Message)
+                .where(*fenced(claim, InboundStatus.PROCESSING))  # type: ignore[arg-type]
+                .values(
+                    status=status,
+                    next_attempt_at=None,
+                    error_code=error,
+                    updated_at=self._clock.now_utc(),
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                log.warning("pipeline.lease_lost", message_id=job.message_id)
+                return False
+            for item in rendered:
+                enqueue(
+                    session,
+                    self._clock,
+                    conversation_id=job.conversation_id,
+                    channel=job.channel,
+                    rendered=item,
+                )
+            if job.kind in {k.value for k in EVIDENCE_KINDS}:
+                conversation = session.get(Conversation, job.conversation_id)
+                record_audit(
+                    session,
+                    self._clock,
+                    actor="debtor",
+                    action="evidence_received",
+                    account_id=conversation.account_id if conversation else None,
+                    conversation_id=job.conversation_id,
+                    message_id=job.message_id,
+                    kind=job.kind,
+                )
+            session.commit()
+        return True
+
+    def _release(self, claim: Claim, delay: float, error: str) -> None:
+        with self._sessions() as session:
+            release_after(
+                session, claim, InboundStatus.PROCESSING, InboundStatus.PENDING, delay, error
+            )
+
+    # -- processing ---------------------------------------------------------------------
+    def _rasa_message(self, job: _Job) -> str | None:
+        """What Rasa should read: a tapped option's payload, a menu number's payload, text."""
+        if job.kind == InboundKind.BUTTON.value:
+            message = job.reply_id or job.text
+        else:
+            message = (job.text or "").strip()
+            if message.isdigit() and job.menu and 1 <= int(message) <= len(job.menu):
+                message = job.menu[int(message) - 1]
+        if message == RESUME_PAYLOAD:
+            return None  # only reopens the window; the held messages are on their way
+        return message or None
+
+    def _mark_read(self, adapter: ChannelAdapter, job: _Job) -> None:
+        if not job.external_id:
+            return
+
+        async def _mark() -> None:
+            try:
+                await adapter.mark_read(job.external_id or "")
+            except Exception as exc:  # best effort: a missing blue tick is no failure
+                log.info("pipeline.mark_read_failed", error=type(exc).__name__)
+
+        task = asyncio.create_task(_mark())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _responses(
+        self, claim: Claim, job: _Job, adapter: ChannelAdapter
+    ) -> list[OutboundMessage] | None:
+        """The replies to ``job`` (None: released for a retry)."""
+        kind = InboundKind(job.kind) if job.kind in InboundKind._value2member_map_ else None
+        if kind in CONVERSATIONAL_KINDS:
+            message = self._rasa_message(job)
+            if message is None:
+                return []
+            self._mark_read(adapter, job)
+            metadata: dict[str, Any] = {
+                "channel": job.channel,
+                "phone": job.sender,
+                "profile_name": job.profile_name,
+                "conversation_id": job.conversation_id,
+                "message_id": job.message_id,
+            }
+            try:
+                items = await self._rasa.send(job.sender, message, metadata)
+            except RasaUnavailable as exc:
+                delay = self._tuning.backoff(claim.attempts)
+                log.warning(
+                    "pipeline.rasa_unavailable",
+                    reason=str(exc),
+                    retry_in=round(delay, 3),
+                    message_id=job.message_id,
+                    attempt=claim.attempts,
+                )
+                await asyncio.to_thread(self._release, claim, delay, "rasa_unavailable")
+                return None
+            return outbound_from_rasa(items, self._replies, self._clock)
+        if kind in EVIDENCE_KINDS:
+            self._mark_read(adapter, job)
+            return [OutboundMessage(text=self._replies.evidence_received)]
+        if kind == InboundKind.SYSTEM or (kind == InboundKind.REACTION and not job.emoji):
+            return []  # a number change, a reaction removed: nothing to say
+        self._mark_read(adapter, job)
+        return [OutboundMessage(text=self._replies.unsupported)]
+
+    async def process(self, claim: Claim) -> None:
+        """Handle one claimed inbound message."""
+        started = time.monotonic()
+        job = await asyncio.to_thread(self._load, claim)
+        if job is None:
+            return
+        adapter = self._adapters.get(job.channel)
+        context = {
+            "message_id": job.message_id,
+            "conversation_id": job.conversation_id,
+            "sender": mask_phone(job.sender),
+            "kind": job.kind,
+        }
+        try:
+            if adapter is None or job.agent_holds:
+                status = InboundStatus.SKIPPED if adapter else InboundStatus.FAILED
+                await asyncio.to_thread(self._complete, claim, job, status, [])
+                log.info(
+                    "pipeline.not_answered", reason="agent" if adapter else "no_adapter", **context
+                )
+                return
+            responses = await self._responses(claim, job, adapter)
+            if responses is None:
+                self._observer.processed(time.monotonic() - started, "retry")
+                return
+            rendered = [item for response in responses for item in adapter.render(response)]
+            done = await asyncio.to_thread(self._complete, claim, job, InboundStatus.DONE, rendered)
+        except RasaRejected as exc:
+            log.error("pipeline.rasa_rejected", reason=str(exc), **context)
+            await asyncio.to_thread(
+                self._complete, claim, job, InboundStatus.FAILED, [], error="rasa_rejected"
+            )
+            self._observer.processed(time.monotonic() - started, "failed")
+            return
+        except Exception:
+            log.exception("pipeline.error", attempt=claim.attempts, **context)
+            if claim.attempts >= self._tuning.max_processing_errors:
+                await asyncio.to_thread(
+                    self._complete, claim, job, InboundStatus.FAILED, [], error="error"
+                )
+            else:
+                delay = self._tuning.backoff(claim.attempts)
+                await asyncio.to_thread(self._release, claim, delay, "error")
+            self._observer.processed(time.monotonic() - started, "error")
+            return
+        self._observer.processed(time.monotonic() - started, "done")
+        if done:
+            log.info("pipeline.answered", replies=len(rendered), **context)
+            self._wake_outbox()
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()

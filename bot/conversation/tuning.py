@@ -1,0 +1,61 @@
+"""Timing knobs of the workers (defaults suit production; tests shorten them)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+# Optional environment overrides (seconds unless noted), for operators and tests.
+ENV_OVERRIDES = {
+    "ACUERDO_POLL_SECONDS": "poll_interval",
+    "ACUERDO_LEASE_SECONDS": "lease_seconds",
+    "ACUERDO_RASA_TIMEOUT": "rasa_timeout",
+    "ACUERDO_SEND_TIMEOUT": "send_timeout",
+    "ACUERDO_RETRY_BASE_SECONDS": "retry_base",
+    "ACUERDO_RETRY_CAP_SECONDS": "retry_cap",
+}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Intervals in seconds."""
+
+    poll_interval: float = 1.0  # how often idle workers look for work other processes left
+    pipeline_concurrency: int = 8  # conversations processed at once per process
+    outbox_concurrency: int = 8
+    rasa_timeout: float = 30.0
+    send_timeout: float = 15.0
+    lease_seconds: float = 90.0  # a claim older than this is presumed dead and retaken
+    retry_base: float = 1.0  # first back-off; doubles per attempt, with jitter
+    retry_cap: float = 300.0
+    max_send_attempts: int = 12  # then the outbound message is marked failed
+    max_processing_errors: int = 5  # unexpected errors (bugs) before an inbound is failed
+    pace_seconds: float = 6.0  # first pause after a "too many messages to this person"
+    halt_seconds: float = 3600.0  # pause of all sending after an account-level block
+    max_body_bytes: int = 3 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Tuning:
+        """The defaults, with any ``ENV_OVERRIDES`` variable that is set applied."""
+        environ = os.environ if environ is None else environ
+        changes: dict[str, float] = {}
+        for variable, name in ENV_OVERRIDES.items():
+            value = environ.get(variable)
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                raise ValueError(f"Invalid setting {variable}: '{value}' is not a number") from None
+            if number <= 0:
+                raise ValueError(f"Invalid setting {variable}: must be positive")
+            changes[name] = number
+        return replace(cls(), **changes)  # type: ignore[arg-type]  # all overrides are floats
+
+    def backoff(self, attempt: int, *, base: float | None = None) -> float:
+        """Exponential back-off with jitter for the ``attempt``-th try (1-based)."""
+        start = self.retry_base if base is None else base
+        ceiling = min(self.retry_cap, start * (2 ** max(0, attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)

@@ -1,0 +1,1 @@
+"""The FastAPI gateway: webhooks, payment pages, sandbox, health; and ``acuerdo up``."""

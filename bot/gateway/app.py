@@ -1,0 +1,61 @@
+"""The FastAPI application: ``create_app(settings)``; workers run inside its lifespan."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.conversation.tuning import Tuning
+from bot.gateway.logging import configure_logging
+from bot.gateway.routes import health, payments, sandbox, whatsapp
+from bot.gateway.runtime import GatewayRuntime
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def create_app(settings: Settings, *, tuning: Tuning | None = None) -> FastAPI:
+    """The gateway for ``settings``; background workers start and stop with the app."""
+    if not structlog.is_configured():
+        configure_logging(os.environ.get("ACUERDO_LOG_LEVEL", "INFO"))
+    runtime = GatewayRuntime(settings, tuning)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Acuerdo gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.runtime = runtime
+    app.include_router(whatsapp.router)
+    app.include_router(payments.router)
+    app.include_router(health.router)
+    if settings.sandbox:
+        app.include_router(sandbox.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory bot.gateway.app:app_from_env`` (settings from env)."""
+    settings = load_settings()
+    try:
+        tuning = Tuning.from_env()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return create_app(settings, tuning=tuning)

@@ -1,0 +1,195 @@
+"""``acuerdo up`` and ``acuerdo demo``: the Rasa server, the action server and the gateway
+together, with prefixed logs, readiness checks and one clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from bot.config import (
+    SANDBOX_ACCESS_TOKEN,
+    SANDBOX_APP_SECRET,
+    SANDBOX_PHONE_NUMBER_ID,
+    SANDBOX_VERIFY_TOKEN,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from bot.gateway.supervisor import ChildSpec, Supervisor
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+READY_TIMEOUT = 300.0  # loading a Rasa model on a small machine can take minutes
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``up`` and ``demo`` to the ``acuerdo`` app."""
+    app.command("up")(up_command)
+    app.command("demo")(demo_command)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[ChildSpec]:
+    """The three processes of a running Acuerdo."""
+    from bot.engine.training import rasa_env, rasa_executable
+
+    ports = {
+        "ACUERDO_PORT": str(settings.port),
+        "RASA_PORT": str(settings.rasa_port),
+        "ACTION_PORT": str(settings.action_port),
+    }
+    app_env = {**os.environ, **ports}
+    app_env["PYTHONPATH"] = str(root) + os.pathsep + app_env.get("PYTHONPATH", "")
+    rasa = ChildSpec(
+        name="rasa",
+        command=[
+            str(rasa_executable(root)),
+            "run",
+            "--enable-api",
+            "-m",
+            str(model),
+            "--port",
+            str(settings.rasa_port),
+            "--interface",
+            "127.0.0.1",
+            "--endpoints",
+            "endpoints.yml",
+        ],  # fmt: skip
+        env={**rasa_env(root), **ports},
+        ready_url=f"http://127.0.0.1:{settings.rasa_port}/status",
+        cwd=str(root),
+    )
+    actions = ChildSpec(
+        name="actions",
+        command=[
+            sys.executable,
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "actions",
+            "--port",
+            str(settings.action_port),
+        ],  # fmt: skip
+        env=app_env,
+        ready_url=f"http://127.0.0.1:{settings.action_port}/health",
+        cwd=str(root),
+    )
+    gateway = ChildSpec(
+        name="gateway",
+        command=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bot.gateway.app:app_from_env",
+            "--factory",
+            "--host",
+            host,
+            "--port",
+            str(settings.port),
+            "--no-access-log",
+        ],  # fmt: skip
+        env=app_env,
+        ready_url=f"http://127.0.0.1:{settings.port}/healthz",
+        cwd=str(root),
+    )
+    # Stop order: the gateway first (no new work), then the engine, then the actions.
+    return [gateway, rasa, actions]
+
+
+def _print_urls(settings: Settings, host: str, *, demo: bool) -> None:
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
+    base = f"http://{shown}:{settings.port}"
+    lines = [
+        "",
+        "Acuerdo is up.",
+        f"  Gateway              {base}",
+        f"  WhatsApp webhook     {base}/webhooks/whatsapp",
+        f"  Payment pages        {settings.public_url}/pay/<token>",
+        f"  Health / metrics     {base}/readyz  ·  {base}/metrics",
+        f"  Rasa server          http://127.0.0.1:{settings.rasa_port}",
+        f"  Action server        http://127.0.0.1:{settings.action_port}",
+    ]
+    if settings.sandbox:
+        lines.insert(2, f"  >> Open the WhatsApp sandbox: {base}/sandbox")
+    if demo:
+        lines.append("  Demo portfolio loaded; pick a debtor on the sandbox page and say «hola».")
+    lines.append("Press Ctrl-C to stop everything.")
+    typer.echo("\n".join(lines))
+
+
+def run_stack(settings: Settings, host: str, *, demo: bool = False) -> int:
+    """Migrate, make sure a model exists, run the three processes until Ctrl-C."""
+    from bot.db.migrate import upgrade
+    from bot.engine.training import TrainingError, ensure_model
+
+    root = Path.cwd()
+    upgrade(settings.database_url)
+    try:
+        model = ensure_model(root, os.environ.get("ACUERDO_TRAIN_CONFIG") or "config.yml")
+        specs = child_specs(settings, root, model, host)
+    except TrainingError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        return 1
+    supervisor = Supervisor(specs)
+    supervisor.say(f"starting Rasa ({model.name}), the action server and the gateway…")
+    return supervisor.run(READY_TIMEOUT, lambda: _print_urls(settings, host, demo=demo))
+
+
+def up_command(
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface the gateway listens on (0.0.0.0 behind a proxy)."
+    ),
+) -> None:
+    """Run the Rasa server, the action server and the gateway together (Ctrl-C stops all)."""
+    settings = _settings()
+    raise typer.Exit(run_stack(settings, host))
+
+
+SANDBOX_ENV = {
+    "WHATSAPP_VERIFY_TOKEN": SANDBOX_VERIFY_TOKEN,
+    "WHATSAPP_APP_SECRET": SANDBOX_APP_SECRET,
+    "WHATSAPP_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
+    "WHATSAPP_PHONE_NUMBER_ID": SANDBOX_PHONE_NUMBER_ID,
+    "WHATSAPP_API_BASE_URL": "https://graph.facebook.com/v21.0",
+}
+
+
+def load_demo_data(settings: Settings) -> None:
+    """Migrate and load the demo portfolio and payments through the importers (idempotent)."""
+    from bot.db.migrate import upgrade
+    from bot.importers.commands import run_payments_import, run_portfolio_import
+    from bot.policy import load_policy
+
+    upgrade(settings.database_url)
+    clock = settings.clock()
+    portfolio = run_portfolio_import(
+        DEMO_DIR / "portfolio.csv", settings.database_url, clock, show_progress=False
+    )
+    typer.echo(f"Demo portfolio: {portfolio.summary()}")
+    payments = run_payments_import(
+        DEMO_DIR / "payments.csv",
+        settings.database_url,
+        clock,
+        load_policy(settings.policy_file),
+        show_progress=False,
+    )
+    typer.echo(f"Demo payments: {payments.summary()}")
+
+
+def demo_command(
+    host: str = typer.Option("127.0.0.1", help="Interface the gateway listens on."),
+) -> None:
+    """``up`` with the demo portfolio loaded and the WhatsApp sandbox on (no real account)."""
+    os.environ.update(SANDBOX_ENV)  # the children inherit it: outbound goes to the sandbox sink
+    settings = _settings()
+    load_demo_data(settings)
+    raise typer.Exit(run_stack(settings, host, demo=True))

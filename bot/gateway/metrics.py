@@ -1,0 +1,81 @@
+"""Prometheus metrics of the gateway (``GET /metrics``).
+
+Defined once per process on the default registry; every app instance reports into them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+MESSAGES_IN = Counter(
+    "acuerdo_messages_in_total", "Inbound messages stored, by channel and kind", ["channel", "kind"]
+)
+DUPLICATES_IN = Counter(
+    "acuerdo_messages_duplicate_total", "Redelivered inbound messages ignored", ["channel"]
+)
+MESSAGES_OUT = Counter(
+    "acuerdo_messages_out_total",
+    "Outbound messages by channel, kind and outcome (sent, held, failed)",
+    ["channel", "kind", "status"],
+)
+STATUSES = Counter(
+    "acuerdo_delivery_status_total",
+    "Delivery receipts by channel and status",
+    ["channel", "status"],
+)
+PROCESSING_SECONDS = Histogram(
+    "acuerdo_processing_seconds",
+    "Time to process one inbound message (Rasa round trip included), by outcome",
+    ["outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+SEND_SECONDS = Histogram(
+    "acuerdo_send_seconds",
+    "Time of one successful send to the channel API",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+QUEUE_DEPTH = Gauge(
+    "acuerdo_queue_depth", "Messages waiting, by queue (inbox, outbox, held)", ["queue"]
+)
+GRAPH_ERRORS = Counter(
+    "acuerdo_channel_api_errors_total",
+    "Errors from the channel API (the Graph API for WhatsApp), by code",
+    ["channel", "code"],
+)
+SENDING_HALTED = Gauge(
+    "acuerdo_sending_halted", "1 while sending is stopped after an account-level error", ["channel"]
+)
+WEBHOOK_REJECTED = Counter(
+    "acuerdo_webhook_rejected_total",
+    "Webhook calls refused, by endpoint and HTTP status",
+    ["endpoint", "status"],
+)
+
+
+class PrometheusObserver:
+    """The workers' observer, reporting into the metrics above."""
+
+    def inbound(self, channel: str, kind: str) -> None:
+        MESSAGES_IN.labels(channel, kind).inc()
+
+    def outbound(self, channel: str, kind: str, status: str) -> None:
+        MESSAGES_OUT.labels(channel, kind, status).inc()
+
+    def processed(self, seconds: float, outcome: str) -> None:
+        PROCESSING_SECONDS.labels(outcome).observe(seconds)
+
+    def sent(self, seconds: float) -> None:
+        SEND_SECONDS.observe(seconds)
+
+    def send_error(self, channel: str, code: str) -> None:
+        GRAPH_ERRORS.labels(channel, code).inc()
+
+    def halted(self, channel: str, halted: bool) -> None:
+        SENDING_HALTED.labels(channel).set(1 if halted else 0)
+
+
+def render_metrics(depths: dict[str, int]) -> tuple[bytes, str]:
+    """The exposition text, with the queue depths measured just now."""
+    for queue, depth in depths.items():
+        QUEUE_DEPTH.labels(queue).set(depth)
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,64 @@
+"""``/healthz`` (alive), ``/readyz`` (database, Rasa, action server), ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from bot.conversation.claims import queue_depths
+from bot.gateway.deps import RuntimeDep
+from bot.gateway.metrics import render_metrics
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _database_ok(runtime: RuntimeDep) -> bool:
+    try:
+        with runtime.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+@router.get("/readyz")
+async def readyz(runtime: RuntimeDep) -> JSONResponse:
+    """200 when the database, the Rasa server and the action server all answer; else 503."""
+    database, rasa, actions = await asyncio.gather(
+        asyncio.to_thread(_database_ok, runtime),
+        runtime.rasa.rasa_ready(),
+        runtime.rasa.actions_ready(),
+    )
+    checks = {"database": database, "rasa": rasa, "action_server": actions}
+    body: dict[str, object] = {
+        "status": "ready" if all(checks.values()) else "not ready",
+        "checks": checks,
+    }
+    if runtime.outbox.halted_until is not None:
+        body["sending_halted_until"] = runtime.outbox.halted_until.isoformat()
+        body["halt_reason"] = runtime.outbox.halt_reason
+    return JSONResponse(body, status_code=200 if all(checks.values()) else 503)
+
+
+def _depths(runtime: RuntimeDep) -> dict[str, int]:
+    with runtime.sessions() as session:
+        return queue_depths(session)
+
+
+@router.get("/metrics")
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus exposition format."""
+    try:
+        depths = await asyncio.to_thread(_depths, runtime)
+    except Exception:
+        depths = {}
+    payload, content_type = render_metrics(depths)
+    return Response(payload, media_type=content_type)

@@ -1,0 +1,178 @@
+"""Payments in the gateway: the provider's webhook and the hosted payment page with its QR."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from bot.conversation.notices import thank_for_payment
+from bot.db.models import Account, PaymentCode, PaymentCodeStatus
+from bot.domain.money import format_money
+from bot.gateway.deps import RuntimeDep
+from bot.gateway.intake import BodyTooLarge, read_body, refuse
+from bot.gateway.runtime import GatewayRuntime
+from bot.payments import (
+    InvalidPaymentLink,
+    PaymentEvent,
+    UnknownPaymentReference,
+    WebhookRejected,
+    apply_payment_event,
+    get_provider,
+    payment_url,
+    read_payment_link_token,
+)
+from bot.payments.qr import qr_png, qr_svg
+
+router = APIRouter(tags=["payments"])
+templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
+log = structlog.get_logger("acuerdo.payments")
+MAX_PAYMENT_WEBHOOK_BYTES = 64 * 1024
+
+
+@dataclass
+class _Applied:
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+
+
+def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Applied:
+    """Apply every event and queue the thank-you, in one transaction."""
+    outcome = _Applied()
+    with runtime.sessions() as session:
+        for event in events:
+            applied = apply_payment_event(session, runtime.clock, runtime.policy, event)
+            if applied is None:
+                outcome.ignored += 1
+            elif not applied.created:
+                outcome.duplicates += 1
+            else:
+                outcome.applied += 1
+                thank_for_payment(
+                    session,
+                    runtime.clock,
+                    runtime.replies,
+                    runtime.adapters,
+                    account_id=applied.payment.account_id,
+                    amount_cents=applied.payment.amount_cents,
+                    reference=applied.payment.reference,
+                )
+        session.commit()
+    return outcome
+
+
+@router.post("/webhooks/payments/{provider_name}")
+async def payment_webhook(
+    provider_name: str, request: Request, runtime: RuntimeDep
+) -> JSONResponse:
+    """A signed payment confirmation; idempotent on the provider's event id."""
+    endpoint = "/webhooks/payments"
+    provider = get_provider(runtime.settings)
+    if provider_name != provider.name:
+        return refuse(endpoint, 404, f"unknown payment provider '{provider_name[:40]}'")
+    try:
+        raw = await read_body(request, MAX_PAYMENT_WEBHOOK_BYTES)
+    except BodyTooLarge:
+        return refuse(endpoint, 413, "body too large")
+    if not provider.verify_webhook(request.headers, raw):
+        return refuse(endpoint, 401, "missing or invalid signature")
+    try:
+        events = provider.parse_webhook(raw)
+        outcome = await run_in_threadpool(_apply_events, runtime, events)
+    except WebhookRejected as exc:
+        return refuse(endpoint, 422 if exc.reason == "currency_mismatch" else 400, exc.reason)
+    except UnknownPaymentReference:
+        return refuse(endpoint, 422, "unknown_reference")
+    except SQLAlchemyError:
+        log.exception("payments.store_failed")
+        return JSONResponse({"detail": "storage unavailable, retry later"}, status_code=503)
+    if outcome.applied:
+        runtime.wake_outbox()
+    log.info("payments.webhook", provider=provider.name, **outcome.__dict__)
+    return JSONResponse(
+        {
+            "status": "applied" if outcome.applied else "duplicate" if outcome.duplicates else "ok",
+            **outcome.__dict__,
+        }
+    )
+
+
+def _code_for(runtime: GatewayRuntime, token: str) -> tuple[PaymentCode, Account] | None:
+    try:
+        code_id = read_payment_link_token(token, runtime.settings.resolved_secret_key())
+    except InvalidPaymentLink:
+        return None
+    with runtime.sessions() as session:
+        code = session.get(PaymentCode, code_id)
+        if code is None or code.token != token:
+            return None
+        account = session.get(Account, code.account_id)
+        if account is None:
+            return None
+        session.expunge_all()
+        return code, account
+
+
+def _not_found(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "pay_not_found.html", {}, status_code=404)
+
+
+def _when(moment: datetime, runtime: GatewayRuntime) -> str:
+    local = moment.astimezone(runtime.clock.tz)
+    return local.strftime("%d/%m/%Y a las %H:%M")
+
+
+@router.get("/pay/{token}", response_class=HTMLResponse)
+async def payment_page(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
+    """The hosted page of one payment code: amount, reference, QR, instructions, expiry."""
+    found = await run_in_threadpool(_code_for, runtime, token)
+    if found is None:
+        return _not_found(request)
+    code, account = found
+    status = code.status
+    if status == PaymentCodeStatus.ACTIVE.value and code.expires_at <= runtime.clock.now_utc():
+        status = PaymentCodeStatus.EXPIRED.value
+    link = payment_url(runtime.settings.public_url, token)
+    context = {
+        "code": code,
+        "status": status,
+        "amount": format_money(code.amount_cents, code.currency),
+        "creditor": account.creditor,
+        "concept": code.concept,
+        "expires": _when(code.expires_at, runtime),
+        "paid_at": _when(code.paid_at, runtime) if code.paid_at else None,
+        "bank_name": runtime.policy.payment_codes.bank_name,
+        "qr_svg": qr_svg(link, scale=6),
+        "qr_png_url": f"/pay/{token}/qr.png",
+        "pay_url": link,
+    }
+    return templates.TemplateResponse(request, "pay.html", context)
+
+
+@router.get("/pay/{token}/qr.png")
+async def payment_qr_png(token: str, runtime: RuntimeDep) -> Response:
+    """The QR of the payment link as a PNG (what WhatsApp shows as an image)."""
+    found = await run_in_threadpool(_code_for, runtime, token)
+    if found is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    png = qr_png(payment_url(runtime.settings.public_url, token))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/pay/{token}/qr.svg")
+async def payment_qr_svg(token: str, runtime: RuntimeDep) -> Response:
+    found = await run_in_threadpool(_code_for, runtime, token)
+    if found is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    svg = qr_svg(payment_url(runtime.settings.public_url, token))
+    return Response(
+        svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=3600"}
+    )

@@ -1,0 +1,124 @@
+"""What one gateway process runs: channel adapters, the pipeline and outbox workers."""
+
+from __future__ import annotations
+
+import structlog
+
+from bot.channels.base import ChannelAdapter
+from bot.channels.whatsapp import WhatsAppAdapter
+from bot.config import Settings
+from bot.conversation.claims import Claim, recover_single_process
+from bot.conversation.outbox import Outbox
+from bot.conversation.pipeline import Pipeline
+from bot.conversation.rasa import RasaClient
+from bot.conversation.replies import load_replies
+from bot.conversation.tuning import Tuning
+from bot.conversation.worker import Worker
+from bot.db.engine import session_factory
+from bot.gateway.metrics import PrometheusObserver
+from bot.policy import load_policy
+
+log = structlog.get_logger("acuerdo.gateway")
+
+DEFAULT_GRAPH_BASE = "https://graph.facebook.com"
+SANDBOX_GRAPH_PATH = "/sandbox/graph"
+
+
+def graph_base_url(settings: Settings) -> str:
+    """Where WhatsApp sends go: the Graph API, or in the sandbox the built-in sink."""
+    if settings.sandbox and settings.whatsapp_api_base_url.startswith(DEFAULT_GRAPH_BASE):
+        return f"http://127.0.0.1:{settings.port}{SANDBOX_GRAPH_PATH}"
+    return settings.whatsapp_api_base_url
+
+
+class GatewayRuntime:
+    """Everything the routes and the workers share in one process."""
+
+    def __init__(self, settings: Settings, tuning: Tuning | None = None) -> None:
+        self.settings = settings
+        self.tuning = tuning or Tuning()
+        self.db_url = settings.database_url
+        self.sessions = session_factory(self.db_url)
+        self.clock = settings.clock()
+        self.policy = load_policy(settings.policy_file)
+        self.replies = load_replies()
+        self.observer = PrometheusObserver()
+        self.whatsapp = WhatsAppAdapter(
+            app_secret=settings.whatsapp_app_secret,
+            access_token=settings.whatsapp_access_token,
+            phone_number_id=settings.whatsapp_phone_number_id,
+            api_base_url=graph_base_url(settings),
+            timeout=self.tuning.send_timeout,
+        )
+        self.adapters: dict[str, ChannelAdapter] = {self.whatsapp.name: self.whatsapp}
+        self.rasa = RasaClient(
+            f"http://127.0.0.1:{settings.rasa_port}",
+            f"http://127.0.0.1:{settings.action_port}/health",
+            self.tuning.rasa_timeout,
+        )
+        self.outbox = Outbox(
+            db_url=self.db_url,
+            clock=self.clock,
+            policy=self.policy,
+            adapters=self.adapters,
+            tuning=self.tuning,
+            observer=self.observer,
+            wake=self.wake_outbox,
+        )
+        self.pipeline = Pipeline(
+            db_url=self.db_url,
+            clock=self.clock,
+            adapters=self.adapters,
+            rasa=self.rasa,
+            replies=self.replies,
+            tuning=self.tuning,
+            observer=self.observer,
+            wake_outbox=self.wake_outbox,
+        )
+        self._pipeline_worker: Worker[Claim] | None = None
+        self._outbox_worker: Worker[Claim] | None = None
+
+    def wake_pipeline(self) -> None:
+        if self._pipeline_worker is not None:
+            self._pipeline_worker.wake()
+
+    def wake_outbox(self) -> None:
+        if self._outbox_worker is not None:
+            self._outbox_worker.wake()
+
+    async def start(self) -> None:
+        """Recover what a dead process left behind, then start both workers."""
+        with self.sessions() as session:
+            recovered = recover_single_process(session)
+        if recovered:
+            log.warning("gateway.recovered_claims", count=recovered)
+        self._pipeline_worker = Worker(
+            "pipeline",
+            claim=self.pipeline.claim,
+            handle=self.pipeline.process,
+            next_due=self.pipeline.next_due,
+            concurrency=self.tuning.pipeline_concurrency,
+            poll_interval=self.tuning.poll_interval,
+        )
+        self._outbox_worker = Worker(
+            "outbox",
+            claim=self.outbox.claim,
+            handle=self.outbox.deliver,
+            next_due=self.outbox.next_due,
+            concurrency=self.tuning.outbox_concurrency,
+            poll_interval=self.tuning.poll_interval,
+        )
+        self._pipeline_worker.start()
+        self._outbox_worker.start()
+        log.info("gateway.workers_started", sandbox=self.settings.sandbox)
+
+    async def stop(self) -> None:
+        """Stop claiming, let work in flight finish briefly, close connections."""
+        for worker in (self._pipeline_worker, self._outbox_worker):
+            if worker is not None:
+                await worker.stop()
+        await self.pipeline.aclose()
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        await self.rasa.aclose()
+        log.info("gateway.stopped")
