@@ -17,7 +17,6 @@ from tests.conftest_gateway import PINNED_NOW, envelope, text, wait_outbound_set
 from tests.graph_stub import GraphStub, describe, wait_until
 from tests.rasa_standin import RasaStandIn
 from tests.test_gateway_processes import GatewayProcess, free_port, post_signed
-from tests.test_migrations import postgres_url  # noqa: F401 (a fixture)
 
 pytest_plugins = ["tests.conftest_gateway"]
 
@@ -26,7 +25,7 @@ PEOPLE = [f"+52551234{n:04d}" for n in range(1, 6)]
 
 @pytest.fixture
 def pg_env(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     graph_server: GraphStub,
     rasa_standin: RasaStandIn,
     gateway_policy_file: Path,
