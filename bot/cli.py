@@ -79,15 +79,25 @@ def agents_add(
 
 
 # Modules that add their own commands with ``register(app)``.
-COMMAND_MODULES = ("bot.importers.commands", "bot.gateway.commands")
+COMMAND_MODULES = (
+    "bot.importers.commands",
+    "bot.gateway.commands",
+    "bot.campaigns.commands",
+)
 
 
 def _register_optional_commands() -> None:
-    """Commands whose modules register themselves on the app."""
+    """Commands whose modules register themselves on the app (absent modules are skipped)."""
     import importlib
 
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
 
 
 def main() -> None:
