@@ -94,7 +94,7 @@ def _register_optional_commands() -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if not exc.name or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise
             continue
         module.register(app)
