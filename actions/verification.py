@@ -39,7 +39,20 @@ class ActionRememberRequest(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
+        if intent == "affirm" and _last_bot_response(tracker) == "utter_how_to_pay":
+            intent = "request_payment_code"  # "sí" to "¿te genero tu referencia?"
         return [SlotSet("pending_request", intent if intent in GATED_INTENTS else None)]
+
+
+def _last_bot_response(tracker: Tracker) -> str | None:
+    """The name of the last action before the latest user message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "action" and event.get("name") != "action_listen":
+            return str(event.get("name"))
+    return None
 
 
 class ValidateVerificationForm(FormValidationAction):

@@ -221,3 +221,15 @@ def test_parse_returns_normalised_entities(rasa_stack: RasaStack) -> None:
     values = {e["entity"]: e["value"] for e in parsed["entities"]}
     assert values["amount"] == 1200
     assert values["date"] == "2026-12-15"
+
+
+def test_yes_to_the_how_to_pay_offer_generates_a_code(rasa_stack: RasaStack) -> None:
+    sender = phone(16)
+    verify(rasa_stack, sender)
+    offer = text_of(rasa_stack.say(sender, "como puedo pagar?"))
+    assert "te genero tu referencia" in offer
+    asked = text_of(rasa_stack.say(sender, "si por favor"))
+    assert "Cómo prefieres pagar" in asked
+    rasa_stack.say(sender, "transferencia")
+    body = text_of(rasa_stack.say(sender, "2000"))
+    assert re.search(r"CLABE: \d{18}", body) and "$2,000.00" in body
