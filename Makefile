@@ -56,7 +56,7 @@ up: setup migrate train
 lint: setup-app
 	$(VENV)/bin/ruff check bot actions tests bench
 	$(VENV)/bin/ruff format --check bot actions tests bench
-	$(VENV)/bin/mypy bot
+	$(VENV)/bin/mypy bot actions
 
 # The whole suite: lint, types, unit and integration tests, the Rasa quality
 # gates (data validation, NLU report, test stories) and a benchmark smoke run.

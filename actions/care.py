@@ -10,11 +10,10 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.account import refuse_unverified
 from actions.payment_codes import amount_cents_from
 from actions.promises import date_from
 from actions.spanish import money, spoken_date, spoken_datetime
-from actions.turn import Turn, open_turn, sender_channel, sender_phone, verified
+from actions.turn import GatedAction, Turn, open_turn, sender_channel, sender_phone
 from bot.domain.accounts import balance_breakdown
 from bot.domain.agent_hours import agents_available, next_agent_opening
 from bot.domain.audit import record_audit
@@ -137,32 +136,27 @@ class ActionWrongPerson(Action):
         return [SlotSet("verified", False)]
 
 
-class ActionHardshipOptions(Action):
-    def name(self) -> str:
-        return "action_hardship_options"
+class ActionHardshipOptions(GatedAction):
+    action_name = "action_hardship_options"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            if tracker.get_slot("pending_request") != "cannot_pay":
-                dispatcher.utter_message(response="utter_hardship_empathy")
-            top = max_plan_installments(turn.session, turn.clock, turn.policy, turn.account)
-            record_audit(
-                turn.session,
-                turn.clock,
-                actor="bot",
-                action="hardship_reported",
-                account_id=turn.account.id,
-                conversation_id=turn.conversation_id,
-            )
-            if top is None:
-                dispatcher.utter_message(response="utter_no_plan")
-            else:
-                dispatcher.utter_message(response="utter_hardship_options", max_installments=top)
+        if tracker.get_slot("pending_request") != "cannot_pay":
+            dispatcher.utter_message(response="utter_hardship_empathy")
+        top = max_plan_installments(turn.session, turn.clock, turn.policy, turn.verified_account)
+        record_audit(
+            turn.session,
+            turn.clock,
+            actor="bot",
+            action="hardship_reported",
+            account_id=turn.verified_account.id,
+            conversation_id=turn.conversation_id,
+        )
+        if top is None:
+            dispatcher.utter_message(response="utter_no_plan")
+        else:
+            dispatcher.utter_message(response="utter_hardship_options", max_installments=top)
         return [SlotSet("pending_request", None)]
 
 
@@ -202,44 +196,37 @@ class ValidateAlreadyPaidForm(FormValidationAction):
         return {"paid_amount": cents / 100}
 
 
-class ActionCheckReportedPayment(Action):
+class ActionCheckReportedPayment(GatedAction):
     """Look for the payment the debtor reports; if it isn't there, invite the receipt."""
 
-    def name(self) -> str:
-        return "action_check_reported_payment"
+    action_name = "action_check_reported_payment"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
         from datetime import date
 
         reset = [SlotSet("paid_date", None), SlotSet("paid_amount", None)]
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            when = date.fromisoformat(str(tracker.get_slot("paid_date")))
-            cents = int(round(float(tracker.get_slot("paid_amount")) * 100))
-            found = find_payment_near(turn.session, turn.account.id, cents, when, turn.clock)
-            record_audit(
-                turn.session,
-                turn.clock,
-                actor="debtor",
-                action="payment_reported",
-                account_id=turn.account.id,
-                conversation_id=turn.conversation_id,
-                paid_on=when.isoformat(),
-                amount_cents=cents,
-                found=found is not None,
-            )
-            fields = {"amount": money(cents), "date": spoken_date(when)}
-            if found is not None:
-                total = balance_breakdown(turn.session, turn.account, turn.clock).total_cents
-                dispatcher.utter_message(
-                    response="utter_payment_found", total=money(total), **fields
-                )
-            else:
-                dispatcher.utter_message(response="utter_payment_not_found", **fields)
+        when = date.fromisoformat(str(tracker.get_slot("paid_date")))
+        cents = int(round(float(tracker.get_slot("paid_amount")) * 100))
+        found = find_payment_near(turn.session, turn.verified_account.id, cents, when, turn.clock)
+        record_audit(
+            turn.session,
+            turn.clock,
+            actor="debtor",
+            action="payment_reported",
+            account_id=turn.verified_account.id,
+            conversation_id=turn.conversation_id,
+            paid_on=when.isoformat(),
+            amount_cents=cents,
+            found=found is not None,
+        )
+        fields = {"amount": money(cents), "date": spoken_date(when)}
+        if found is not None:
+            total = balance_breakdown(turn.session, turn.verified_account, turn.clock).total_cents
+            dispatcher.utter_message(response="utter_payment_found", total=money(total), **fields)
+        else:
+            dispatcher.utter_message(response="utter_payment_not_found", **fields)
         return reset
 
 

@@ -9,11 +9,10 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.account import refuse_unverified
 from actions.care import hand_off
 from actions.payment_codes import amount_cents_from, issue_and_send
 from actions.spanish import money, spoken_date
-from actions.turn import Turn, open_turn, verified
+from actions.turn import GatedAction, Turn, open_turn, verified
 from bot.db.models import Offer, OfferKind, OfferStatus
 from bot.domain.accounts import balance_breakdown
 from bot.domain.errors import OfferRejected
@@ -41,93 +40,81 @@ def _options_text(options: list[int]) -> str:
     return ", ".join(words[:-1]) + f" o {words[-1]}" if len(words) > 1 else "".join(words)
 
 
-class ActionOfferSettlement(Action):
-    def name(self) -> str:
-        return "action_offer_settlement"
+class ActionOfferSettlement(GatedAction):
+    action_name = "action_offer_settlement"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            try:
-                offer = offer_settlement(
-                    turn.session,
-                    turn.clock,
-                    turn.policy,
-                    turn.account,
-                    conversation_id=turn.conversation_id,
-                )
-            except OfferRejected:
-                dispatcher.utter_message(response="utter_no_settlement")
-                return [SlotSet("offer_id", None)]
-            total = balance_breakdown(turn.session, turn.account, turn.clock).total_cents
-            dispatcher.utter_message(
-                response="utter_settlement_offer",
-                creditor=turn.account.creditor,
-                amount=money(offer.total_cents),
-                total=money(total),
-                savings=money(total - offer.total_cents),
-                valid_until=spoken_date(offer.valid_until),
+        try:
+            offer = offer_settlement(
+                turn.session,
+                turn.clock,
+                turn.policy,
+                turn.verified_account,
+                conversation_id=turn.conversation_id,
             )
-            return [SlotSet("offer_id", float(offer.id))]
+        except OfferRejected:
+            dispatcher.utter_message(response="utter_no_settlement")
+            return [SlotSet("offer_id", None)]
+        total = balance_breakdown(turn.session, turn.verified_account, turn.clock).total_cents
+        dispatcher.utter_message(
+            response="utter_settlement_offer",
+            creditor=turn.verified_account.creditor,
+            amount=money(offer.total_cents),
+            total=money(total),
+            savings=money(total - offer.total_cents),
+            valid_until=spoken_date(offer.valid_until),
+        )
+        return [SlotSet("offer_id", float(offer.id))]
 
 
-class ActionCounterOffer(Action):
+class ActionCounterOffer(GatedAction):
     """The debtor names an amount: accept at/above the floor, counter, or pass to an agent."""
 
-    def name(self) -> str:
-        return "action_counter_offer"
+    action_name = "action_counter_offer"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            entity = next(tracker.get_latest_entity_values("amount"), None)
-            proposed = amount_cents_from(
-                entity if entity is not None else tracker.get_slot("proposed_amount"),
-                tracker.latest_message.get("text") or "",
+        entity = next(tracker.get_latest_entity_values("amount"), None)
+        proposed = amount_cents_from(
+            entity if entity is not None else tracker.get_slot("proposed_amount"),
+            tracker.latest_message.get("text") or "",
+        )
+        if proposed is None:
+            dispatcher.utter_message(response="utter_amount_not_understood")
+            return [SlotSet("proposed_amount", None)]
+        try:
+            result = counter_settlement(
+                turn.session,
+                turn.clock,
+                turn.policy,
+                turn.verified_account,
+                proposed,
+                conversation_id=turn.conversation_id,
             )
-            if proposed is None:
-                dispatcher.utter_message(response="utter_amount_not_understood")
-                return [SlotSet("proposed_amount", None)]
-            try:
-                result = counter_settlement(
-                    turn.session,
-                    turn.clock,
-                    turn.policy,
-                    turn.account,
-                    proposed,
-                    conversation_id=turn.conversation_id,
-                )
-            except OfferRejected:
-                dispatcher.utter_message(response="utter_no_settlement")
-                return [SlotSet("proposed_amount", None), SlotSet("offer_id", None)]
-            events: list[EventType] = [SlotSet("proposed_amount", None)]
-            if result.outcome is CounterOutcome.ESCALATE or result.offer is None:
-                dispatcher.utter_message(
-                    response="utter_counter_escalate", proposed=money(proposed)
-                )
-                hand_off(turn, dispatcher, reason="offer_beyond_limit", announce=False)
-                return [*events, SlotSet("offer_id", None)]
-            offer = result.offer
-            fields = {
-                "amount": money(offer.total_cents),
-                "proposed": money(proposed),
-                "valid_until": spoken_date(offer.valid_until),
-            }
-            response = (
-                "utter_counter_acceptable"
-                if result.outcome is CounterOutcome.ACCEPTABLE
-                else "utter_counter_offer"
-            )
-            dispatcher.utter_message(response=response, **fields)
-            return [*events, SlotSet("offer_id", float(offer.id))]
+        except OfferRejected:
+            dispatcher.utter_message(response="utter_no_settlement")
+            return [SlotSet("proposed_amount", None), SlotSet("offer_id", None)]
+        events: list[EventType] = [SlotSet("proposed_amount", None)]
+        if result.outcome is CounterOutcome.ESCALATE or result.offer is None:
+            dispatcher.utter_message(response="utter_counter_escalate", proposed=money(proposed))
+            hand_off(turn, dispatcher, reason="offer_beyond_limit", announce=False)
+            return [*events, SlotSet("offer_id", None)]
+        offer = result.offer
+        fields = {
+            "amount": money(offer.total_cents),
+            "proposed": money(proposed),
+            "valid_until": spoken_date(offer.valid_until),
+        }
+        response = (
+            "utter_counter_acceptable"
+            if result.outcome is CounterOutcome.ACCEPTABLE
+            else "utter_counter_offer"
+        )
+        dispatcher.utter_message(response=response, **fields)
+        return [*events, SlotSet("offer_id", float(offer.id))]
 
 
 class ValidatePlanForm(FormValidationAction):
@@ -182,41 +169,34 @@ class ActionAskInstallments(Action):
         return []
 
 
-class ActionOfferPlan(Action):
-    def name(self) -> str:
-        return "action_offer_plan"
+class ActionOfferPlan(GatedAction):
+    action_name = "action_offer_plan"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            try:
-                offer = offer_plan(
-                    turn.session,
-                    turn.clock,
-                    turn.policy,
-                    turn.account,
-                    int(tracker.get_slot("installments") or 0),
-                    conversation_id=turn.conversation_id,
-                )
-            except OfferRejected:
-                dispatcher.utter_message(response="utter_no_plan")
-                return [SlotSet("installments", None), SlotSet("offer_id", None)]
-            rows = plan_schedule(offer, turn.policy, turn.clock.today())
-            schedule = "\n".join(
-                f"{n}. {spoken_date(due)}: {money(amount)}" for n, due, amount in rows
+        try:
+            offer = offer_plan(
+                turn.session,
+                turn.clock,
+                turn.policy,
+                turn.verified_account,
+                int(tracker.get_slot("installments") or 0),
+                conversation_id=turn.conversation_id,
             )
-            dispatcher.utter_message(
-                response="utter_plan_offer",
-                installments=offer.installments,
-                total=money(offer.total_cents),
-                schedule=schedule,
-                valid_until=spoken_date(offer.valid_until),
-            )
-            return [SlotSet("installments", None), SlotSet("offer_id", float(offer.id))]
+        except OfferRejected:
+            dispatcher.utter_message(response="utter_no_plan")
+            return [SlotSet("installments", None), SlotSet("offer_id", None)]
+        rows = plan_schedule(offer, turn.policy, turn.clock.today())
+        schedule = "\n".join(f"{n}. {spoken_date(due)}: {money(amount)}" for n, due, amount in rows)
+        dispatcher.utter_message(
+            response="utter_plan_offer",
+            installments=offer.installments,
+            total=money(offer.total_cents),
+            schedule=schedule,
+            valid_until=spoken_date(offer.valid_until),
+        )
+        return [SlotSet("installments", None), SlotSet("offer_id", float(offer.id))]
 
 
 def _open_offer(turn: Turn, tracker: Tracker) -> Offer | None:

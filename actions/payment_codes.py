@@ -9,9 +9,8 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.account import refuse_unverified
 from actions.spanish import METHOD_NAMES, money, spoken_datetime
-from actions.turn import Turn, open_turn, verified
+from actions.turn import GatedAction, Turn, open_turn, verified
 from bot.db.models import Agreement, PaymentCode
 from bot.domain.accounts import balance_breakdown
 from bot.domain.money import pesos_to_cents
@@ -167,32 +166,28 @@ class ActionAskCodeAmount(Action):
         return []
 
 
-class ActionIssuePaymentCode(Action):
-    def name(self) -> str:
-        return "action_issue_payment_code"
+class ActionIssuePaymentCode(GatedAction):
+    action_name = "action_issue_payment_code"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
         reset = [SlotSet("payment_method", None), SlotSet("code_amount", None)]
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            method = NLU_TO_CODE_METHOD.get(str(tracker.get_slot("payment_method")), "spei")
-            amount = tracker.get_slot("code_amount")
-            try:
-                issue_and_send(
-                    turn,
-                    dispatcher,
-                    amount_cents=pesos_to_cents(f"{float(amount):.2f}"),
-                    method=method,
-                )
-            except PaymentCodeError:
-                assert turn.account is not None
-                total = balance_breakdown(turn.session, turn.account, turn.clock).total_cents
-                dispatcher.utter_message(
-                    response="utter_amount_not_valid",
-                    minimum=money(MINIMUM_CODE_CENTS),
-                    total=money(total),
-                )
+        method = NLU_TO_CODE_METHOD.get(str(tracker.get_slot("payment_method")), "spei")
+        amount = tracker.get_slot("code_amount")
+        try:
+            issue_and_send(
+                turn,
+                dispatcher,
+                amount_cents=pesos_to_cents(f"{float(amount):.2f}"),
+                method=method,
+            )
+        except PaymentCodeError:
+            account = turn.verified_account
+            total = balance_breakdown(turn.session, account, turn.clock).total_cents
+            dispatcher.utter_message(
+                response="utter_amount_not_valid",
+                minimum=money(MINIMUM_CODE_CENTS),
+                total=money(total),
+            )
         return reset

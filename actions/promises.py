@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import FormValidationAction, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.account import refuse_unverified
 from actions.payment_codes import amount_cents_from
 from actions.spanish import money, spoken_date
-from actions.turn import open_turn, verified
+from actions.turn import GatedAction, Turn, open_turn
 from bot.domain.accounts import balance_breakdown
 from bot.domain.errors import PromiseRejected
 from bot.domain.money import pesos_to_cents
@@ -82,35 +81,30 @@ class ValidatePromiseForm(FormValidationAction):
         return {"promise_date": when.isoformat()}
 
 
-class ActionRecordPromise(Action):
-    def name(self) -> str:
-        return "action_record_promise"
+class ActionRecordPromise(GatedAction):
+    action_name = "action_record_promise"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
         reset = [SlotSet("promise_amount", None), SlotSet("promise_date", None)]
-        with open_turn(tracker) as turn:
-            if not verified(turn, tracker):
-                return refuse_unverified(tracker)
-            assert turn.account is not None
-            try:
-                promise = record_promise(
-                    turn.session,
-                    turn.clock,
-                    turn.policy,
-                    turn.account,
-                    promised_date=date.fromisoformat(str(tracker.get_slot("promise_date"))),
-                    amount_cents=pesos_to_cents(f"{float(tracker.get_slot('promise_amount')):.2f}"),
-                    made_by="bot",
-                    conversation_id=turn.conversation_id,
-                )
-            except (PromiseRejected, ValueError, TypeError):
-                dispatcher.utter_message(response="utter_promise_date_not_understood")
-                return reset
-            dispatcher.utter_message(
-                response="utter_promise_recorded",
-                amount=money(promise.amount_cents),
-                date=spoken_date(promise.promised_date),
+        try:
+            promise = record_promise(
+                turn.session,
+                turn.clock,
+                turn.policy,
+                turn.verified_account,
+                promised_date=date.fromisoformat(str(tracker.get_slot("promise_date"))),
+                amount_cents=pesos_to_cents(f"{float(tracker.get_slot('promise_amount')):.2f}"),
+                made_by="bot",
+                conversation_id=turn.conversation_id,
             )
+        except (PromiseRejected, ValueError, TypeError):
+            dispatcher.utter_message(response="utter_promise_date_not_understood")
+            return reset
+        dispatcher.utter_message(
+            response="utter_promise_recorded",
+            amount=money(promise.amount_cents),
+            date=spoken_date(promise.promised_date),
+        )
         return reset

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from rasa_sdk import Tracker
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -32,6 +35,13 @@ class Turn:
     @property
     def conversation_id(self) -> int | None:
         return self.conversation.id if self.conversation else None
+
+    @property
+    def verified_account(self) -> Account:
+        """The account of a verified sender (inside a :class:`GatedAction`)."""
+        if self.account is None:
+            raise LookupError("no account for this sender")
+        return self.account
 
 
 def sender_phone(tracker: Tracker) -> str | None:
@@ -82,3 +92,45 @@ def verified(turn: Turn, tracker: Tracker) -> bool:
         and turn.account is not None
         and is_verified(turn.conversation)
     )
+
+
+def refuse_unverified(tracker: Tracker) -> list[EventType]:
+    """Defence in depth: a disclosure reached without verification starts verification."""
+    intent = (tracker.latest_message.get("intent") or {}).get("name")
+    return [SlotSet("pending_request", intent), FollowupAction("verification_form")]
+
+
+class TurnAction(Action):
+    """An action that works on one :class:`Turn` (a committed unit of work)."""
+
+    action_name: ClassVar[str]
+
+    def name(self) -> str:
+        return self.action_name
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        with open_turn(tracker) as turn:
+            return self.respond(turn, dispatcher, tracker)
+
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> list[EventType]:
+        raise NotImplementedError
+
+
+class GatedAction(TurnAction):
+    """An action that discloses account data: it answers only a verified sender.
+
+    The dialogue's rules already send unverified senders to verification first; this
+    is the second, independent check, in one place for every disclosing action.
+    """
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        with open_turn(tracker) as turn:
+            if not verified(turn, tracker) or turn.account is None:
+                return refuse_unverified(tracker)
+            return self.respond(turn, dispatcher, tracker)
