@@ -61,3 +61,12 @@ class Clock:
     def local_now(self, tz_name: str | None) -> datetime:
         """The current instant in another (debtor's) time zone."""
         return self.now().astimezone(ZoneInfo(tz_name)) if tz_name else self.now()
+
+
+def wall_clock_utc() -> datetime:
+    """Real UTC time, for machinery only: leases, back-offs, wire timestamps.
+
+    Business time (days past due, contact hours, promise dates) always comes from a
+    :class:`Clock`; a pinned clock must not freeze retries and leases.
+    """
+    return datetime.now(timezone.utc)

@@ -15,11 +15,12 @@ LOCKED`` so concurrent gateway processes do not queue up behind each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from bot.clock import wall_clock_utc
 from bot.db.models import Message
 
 
@@ -46,8 +47,8 @@ OUTBOUND_UNFINISHED = (OutboundStatus.QUEUED, OutboundStatus.SENDING)
 
 
 def scheduling_now() -> datetime:
-    """Real UTC time for leases and back-offs."""
-    return datetime.now(timezone.utc)
+    """Real UTC time for leases and back-offs (never the pinned business clock)."""
+    return wall_clock_utc()
 
 
 @dataclass(frozen=True)

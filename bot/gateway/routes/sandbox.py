@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
+from bot.clock import wall_clock_utc
 from bot.db.models import Account, Channel, ContactPoint, Conversation, Debtor, Message, PaymentCode
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import normalize_phone, whatsapp_id
@@ -146,7 +146,7 @@ def _wire_message(sender: str, body: SandboxMessage) -> dict[str, Any] | None:
     base = {
         "from": sender,
         "id": f"wamid.sandbox.in.{uuid.uuid4().hex}",
-        "timestamp": str(int(time.time())),
+        "timestamp": str(int(wall_clock_utc().timestamp())),
     }
     if body.reply_id:
         title = body.reply_title or body.reply_id
