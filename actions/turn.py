@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ def refuse_unverified(tracker: Tracker) -> list[EventType]:
     return [SlotSet("pending_request", intent), FollowupAction("verification_form")]
 
 
-class TurnAction(Action):
+class TurnAction(Action, ABC):
     """An action that works on one :class:`Turn` (a committed unit of work)."""
 
     action_name: ClassVar[str]
@@ -114,10 +115,11 @@ class TurnAction(Action):
         with open_turn(tracker) as turn:
             return self.respond(turn, dispatcher, tracker)
 
+    @abstractmethod
     def respond(
         self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        raise NotImplementedError
+        """The action's work, inside the turn's transaction."""
 
 
 class GatedAction(TurnAction):

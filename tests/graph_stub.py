@@ -12,6 +12,7 @@ import contextlib
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class GraphStub:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._counter = 0
+        self._instance = uuid.uuid4().hex[:8]  # wamids are unique across stand-ins, like Meta's
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -96,7 +98,7 @@ class GraphStub:
     def _accept(self, request: GraphRequest) -> str:
         with self._lock:
             self._counter += 1
-            wamid = f"wamid.stub.{self._counter}"
+            wamid = f"wamid.stub.{self._instance}.{self._counter}"
             request.accepted_id = wamid
             self.sends.append(request)
         return wamid
