@@ -1,0 +1,248 @@
+"""What an agent may do to the ledger from a conversation they hold: check identity, issue a
+payment code, approve a settlement beyond the bot's limit, record a promise.
+
+Each function checks that the agent holds the conversation and that the sender proved who
+they are (nothing about the account goes to an unverified sender, whoever types), and
+audits under ``agent:<username>``. Composing the debtor's message is the caller's job
+(:func:`bot.domain.handoff.send_as_agent`), in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.db.models import (
+    Account,
+    Agreement,
+    AgreementStatus,
+    ConsoleUser,
+    Conversation,
+    Offer,
+    OfferKind,
+    OfferStatus,
+    PaymentCode,
+    Promise,
+)
+from bot.domain.accounts import balance_breakdown
+from bot.domain.audit import record_audit
+from bot.domain.conversations import VerificationOutcome, check_identity, is_verified
+from bot.domain.errors import OfferRejected
+from bot.domain.handoff import HandoffError, actor_of, require_act
+from bot.domain.negotiation import accept_offer, settlement_terms
+from bot.domain.promises import record_promise
+from bot.payments.provider import PaymentProvider
+from bot.payments.reconcile import active_code_for
+from bot.policy import Policy
+
+
+@dataclass(frozen=True)
+class ApprovedSettlement:
+    agreement: Agreement
+    code: PaymentCode
+    below_floor: bool
+
+
+def _account_of(session: Session, agent: ConsoleUser, conversation: Conversation) -> Account:
+    """The conversation's account, once the agent holds it and the sender is verified."""
+    require_act(agent, conversation)
+    account = session.get(Account, conversation.account_id) if conversation.account_id else None
+    if account is None:
+        raise HandoffError("no_account", "this number is not linked to any account")
+    if not is_verified(conversation):
+        raise HandoffError(
+            "not_verified", "the sender has not proved who they are: verify their identity first"
+        )
+    return account
+
+
+def check_identity_for_agent(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    conversation: Conversation,
+    agent: ConsoleUser,
+    *,
+    birth_date: date | None = None,
+    last4: str | None = None,
+) -> VerificationOutcome:
+    """The agent types the debtor's answer; the same rule, counter and lockout as the bot's."""
+    require_act(agent, conversation)
+    if conversation.account_id is None:
+        raise HandoffError("no_account", "this number is not linked to any account")
+    if birth_date is None and not last4:
+        raise HandoffError("no_answer", "give the birth date or the last 4 digits")
+    result = check_identity(
+        session, clock, policy, conversation, birth_date=birth_date, last4=last4
+    )
+    record_audit(
+        session,
+        clock,
+        actor=actor_of(agent),
+        action="identity_checked_by_agent",
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        outcome=result.outcome.value,
+        method="birth_date" if birth_date is not None else "last4",
+    )
+    return result.outcome
+
+
+def issue_code_for_agent(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    provider: PaymentProvider,
+    conversation: Conversation,
+    agent: ConsoleUser,
+    *,
+    amount_cents: int,
+    method: str,
+    agreement: Agreement | None = None,
+) -> PaymentCode:
+    """Reuse an active code for the same amount and method, or issue a new one.
+
+    Refusals are :class:`~bot.payments.provider.PaymentCodeError` (amount above the
+    balance, OXXO limit, ...) or :class:`HandoffError`.
+    """
+    account = _account_of(session, agent, conversation)
+    existing = active_code_for(
+        session, clock, account, method, amount_cents, agreement=agreement, provider=provider.name
+    )
+    if existing is not None:
+        return existing
+    return provider.issue_code(
+        session,
+        clock,
+        policy,
+        account,
+        amount_cents=amount_cents,
+        method=method,
+        agreement=agreement,
+        actor=actor_of(agent),
+    )
+
+
+def approve_settlement(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    provider: PaymentProvider,
+    conversation: Conversation,
+    agent: ConsoleUser,
+    *,
+    amount_cents: int,
+    deadline: date,
+) -> ApprovedSettlement:
+    """A settlement the agent agreed with the debtor, below the policy floor if need be:
+    an offer and its agreement approved by the agent, and a SPEI code for the amount."""
+    account = _account_of(session, agent, conversation)
+    balance = balance_breakdown(session, account, clock).total_cents
+    if not 0 < amount_cents <= balance:
+        raise HandoffError(
+            "amount_out_of_range", "the amount must be above 0 and at most the balance"
+        )
+    today = clock.today()
+    horizon = today + timedelta(
+        days=max(policy.settlement.offer_validity_days, policy.promises.horizon_days)
+    )
+    if not today <= deadline <= horizon:
+        raise HandoffError(
+            "deadline_out_of_range", f"the deadline must fall between {today} and {horizon}"
+        )
+    active = session.scalars(
+        select(Agreement).where(
+            Agreement.account_id == account.id,
+            Agreement.status == AgreementStatus.ACTIVE.value,
+        )
+    ).first()
+    if active is not None:
+        raise HandoffError("agreement_active", f"the account already has agreement {active.id}")
+    try:
+        floor = settlement_terms(session, clock, policy, account).floor_cents
+    except OfferRejected:
+        floor = balance
+    previous_round = 0
+    for open_offer in session.scalars(
+        select(Offer).where(
+            Offer.account_id == account.id, Offer.status == OfferStatus.OFFERED.value
+        )
+    ):
+        open_offer.status = OfferStatus.COUNTERED.value
+        previous_round = max(previous_round, open_offer.round)
+    actor = actor_of(agent)
+    offer = Offer(
+        account_id=account.id,
+        kind=OfferKind.SETTLEMENT.value,
+        total_cents=amount_cents,
+        floor_cents=floor,
+        installments=1,
+        installment_cents=amount_cents,
+        valid_until=deadline,
+        round=previous_round + 1,
+        status=OfferStatus.OFFERED.value,
+        made_by=actor,
+        created_at=clock.now_utc(),
+    )
+    session.add(offer)
+    session.flush()
+    below_floor = amount_cents < floor
+    record_audit(
+        session,
+        clock,
+        actor=actor,
+        action="offer",
+        account_id=account.id,
+        conversation_id=conversation.id,
+        offer_id=offer.id,
+        kind=OfferKind.SETTLEMENT.value,
+        total_cents=amount_cents,
+        floor_cents=floor,
+        below_floor=below_floor,
+        installments=1,
+        round=offer.round,
+        valid_until=deadline.isoformat(),
+    )
+    agreement = accept_offer(
+        session, clock, policy, offer, approved_by=actor, conversation_id=conversation.id
+    )
+    code = provider.issue_code(
+        session,
+        clock,
+        policy,
+        account,
+        amount_cents=amount_cents,
+        method="spei",
+        agreement=agreement,
+        actor=actor,
+    )
+    return ApprovedSettlement(agreement=agreement, code=code, below_floor=below_floor)
+
+
+def record_promise_for_agent(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    conversation: Conversation,
+    agent: ConsoleUser,
+    *,
+    promised_date: date,
+    amount_cents: int,
+) -> Promise:
+    """A promise the debtor made to the agent; the policy's horizon and minimum apply
+    (:class:`~bot.domain.errors.PromiseRejected`)."""
+    account = _account_of(session, agent, conversation)
+    return record_promise(
+        session,
+        clock,
+        policy,
+        account,
+        promised_date=promised_date,
+        amount_cents=amount_cents,
+        made_by=actor_of(agent),
+        conversation_id=conversation.id,
+    )
