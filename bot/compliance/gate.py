@@ -1,0 +1,249 @@
+"""The one gate every company-started message passes: send, delay until, or suppress.
+
+Company-started means the company writes first: reminders, promise follow-ups, an agent
+starting a chat with a template. Replies inside a conversation the debtor started never
+come here; the contact window does not apply to them (CONTRACT 6.9).
+
+Every delay and suppression is written to the audit log (actions ``delay`` and
+``suppression``) with its reason; every message that goes is counted by a
+``company_message`` entry, which is what the rolling 7-day cap counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.clock import Clock
+from bot.compliance.profiles import ContactRules, contact_rules
+from bot.compliance.window import closed_reason, debtor_zone, next_opening
+from bot.db.models import Account, AccountStatus, AuditEntry, ContactPoint
+from bot.domain.accounts import balance_breakdown
+from bot.domain.audit import record_audit
+from bot.policy import Policy
+
+Kind = Literal["reminder", "promise_reminder", "broken_promise", "agent_template"]
+KINDS: tuple[Kind, ...] = ("reminder", "promise_reminder", "broken_promise", "agent_template")
+CAP_DAYS = 7
+COMPANY_MESSAGE = "company_message"
+
+# Suppression reasons, most fundamental first (the first that applies is reported).
+SUPPRESSION_REASONS = (
+    "no_contact_point",
+    "not_the_debtors_contact",
+    "wrong_number",
+    "opted_out",
+    "do_not_contact",
+    "unreachable",
+    "deceased",
+    "bankrupt",
+    "dispute_open",
+    "account_paid",
+    "account_settled",
+    "nothing_owed",
+)
+DELAY_REASONS = ("holiday", "not_a_contact_day", "outside_hours", "weekly_cap")
+
+
+class Verdict(str, enum.Enum):
+    SEND = "send"
+    DELAY = "delay"
+    SUPPRESS = "suppress"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer. ``until`` (aware, the debtor's zone) is set for a delay."""
+
+    verdict: Verdict
+    reason: str | None = None
+    until: datetime | None = None
+    opt_out_notice: str | None = None  # to include in the message when it is sent
+
+    @classmethod
+    def send(cls, opt_out_notice: str | None = None) -> Decision:
+        return cls(Verdict.SEND, opt_out_notice=opt_out_notice)
+
+    @classmethod
+    def delay_until(cls, until: datetime, reason: str) -> Decision:
+        return cls(Verdict.DELAY, reason=reason, until=until)
+
+    @classmethod
+    def suppress(cls, reason: str) -> Decision:
+        return cls(Verdict.SUPPRESS, reason=reason)
+
+    @property
+    def sends(self) -> bool:
+        return self.verdict == Verdict.SEND
+
+
+def suppression_reason(
+    session: Session, clock: Clock, account: Account, contact_point: ContactPoint | None
+) -> str | None:
+    """The first rule that forbids any company-started message, or None."""
+    if contact_point is None:
+        return "no_contact_point"
+    if contact_point.debtor_id != account.debtor_id:
+        return "not_the_debtors_contact"
+    if contact_point.wrong_number_at is not None:
+        return "wrong_number"
+    if contact_point.opted_out_at is not None:
+        return "opted_out"
+    if contact_point.do_not_contact_reason or account.do_not_contact_reason:
+        return "do_not_contact"
+    if getattr(contact_point, "unreachable_at", None) is not None:
+        return "unreachable"
+    debtor = account.debtor
+    if debtor.deceased:
+        return "deceased"
+    if debtor.bankrupt:
+        return "bankrupt"
+    if account.dispute_open:
+        return "dispute_open"
+    if account.status == AccountStatus.PAID.value:
+        return "account_paid"
+    if account.status != AccountStatus.ACTIVE.value:
+        return "account_settled"
+    if balance_breakdown(session, account, clock).total_cents <= 0:
+        return "nothing_owed"
+    return None
+
+
+def company_messages_since(session: Session, account_id: int, since: datetime) -> list[datetime]:
+    """When the company-started messages of an account since ``since`` were queued."""
+    return list(
+        session.scalars(
+            select(AuditEntry.at)
+            .where(
+                AuditEntry.action == COMPANY_MESSAGE,
+                AuditEntry.account_id == account_id,
+                AuditEntry.at > since,
+            )
+            .order_by(AuditEntry.at)
+        )
+    )
+
+
+def cap_release(
+    session: Session, clock: Clock, rules: ContactRules, account_id: int
+) -> datetime | None:
+    """None while the account is under the weekly cap; else when one more may go (UTC)."""
+    now = clock.now_utc()
+    recent = company_messages_since(session, account_id, now - timedelta(days=CAP_DAYS))
+    if len(recent) < rules.max_per_7_days:
+        return None
+    # The oldest message that must leave the 7-day window before one more fits.
+    return recent[len(recent) - rules.max_per_7_days] + timedelta(days=CAP_DAYS)
+
+
+def evaluate(
+    session: Session,
+    clock: Clock,
+    rules: ContactRules,
+    account: Account,
+    contact_point: ContactPoint | None,
+) -> Decision:
+    """The decision, without recording it."""
+    reason = suppression_reason(session, clock, account, contact_point)
+    if reason is not None:
+        return Decision.suppress(reason)
+    zone = debtor_zone(account.debtor, clock)
+    local_now = clock.now().astimezone(zone)
+    release = cap_release(session, clock, rules, account.id)
+    if release is not None and release > local_now:
+        opening = next_opening(release.astimezone(zone), rules)
+        return Decision.delay_until(opening, "weekly_cap")
+    closed = closed_reason(local_now, rules)
+    if closed is not None:
+        return Decision.delay_until(next_opening(local_now, rules), closed)
+    return Decision.send(rules.opt_out_notice)
+
+
+def record_decision(
+    session: Session,
+    clock: Clock,
+    decision: Decision,
+    account: Account,
+    contact_point: ContactPoint | None,
+    kind: Kind,
+    *,
+    actor: str = "system",
+    **details: Any,
+) -> None:
+    """Write a delay or suppression to the audit log (a send is recorded when queued)."""
+    if decision.sends:
+        return
+    record_audit(
+        session,
+        clock,
+        actor=actor,
+        action="delay" if decision.verdict == Verdict.DELAY else "suppression",
+        account_id=account.id,
+        kind=kind,
+        reason=decision.reason,
+        until=decision.until.isoformat() if decision.until else None,
+        contact_point_id=contact_point.id if contact_point else None,
+        channel=contact_point.channel if contact_point else None,
+        **details,
+    )
+
+
+def decide(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    account: Account,
+    contact_point: ContactPoint | None,
+    kind: Kind,
+    *,
+    audit: bool = True,
+    actor: str = "system",
+    **details: Any,
+) -> Decision:
+    """May the company start a message of ``kind`` to ``account`` at ``contact_point`` now?
+
+    Suppressed: no contact point, someone else's number, wrong number, opt-out,
+    do-not-contact (number or account), unreachable, deceased, bankrupt, dispute open,
+    paid or settled account, nothing owed. Delayed (until the next allowed moment in the
+    debtor's zone): the weekly cap, holidays, days without contact, outside hours.
+    With ``audit`` a delay or suppression is written to the audit log.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of company-started message '{kind}'")
+    decision = evaluate(session, clock, contact_rules(policy), account, contact_point)
+    if audit:
+        record_decision(
+            session, clock, decision, account, contact_point, kind, actor=actor, **details
+        )
+    return decision
+
+
+def record_company_message(
+    session: Session,
+    clock: Clock,
+    account: Account,
+    contact_point: ContactPoint,
+    kind: Kind,
+    *,
+    message_id: int | None,
+    actor: str = "system",
+    **details: Any,
+) -> None:
+    """Count one company-started message against the account's weekly cap (audit entry)."""
+    record_audit(
+        session,
+        clock,
+        actor=actor,
+        action=COMPANY_MESSAGE,
+        account_id=account.id,
+        kind=kind,
+        message_id=message_id,
+        contact_point_id=contact_point.id,
+        channel=contact_point.channel,
+        **details,
+    )
