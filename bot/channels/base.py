@@ -123,6 +123,18 @@ class TemplateMessage:
 
 
 @dataclass(frozen=True)
+class LinkAction:
+    """An action the person can take from the message: open a web page or call a number.
+
+    Channels with rich actions (RCS) show a chip; the others rely on the link being in the text.
+    """
+
+    title: str
+    url: str | None = None  # https://… (the payment page)
+    phone: str | None = None  # E.164, for a dial action
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
     """One bot response in common form (text, options, an image, or a template)."""
 
@@ -130,6 +142,8 @@ class OutboundMessage:
     buttons: tuple[Button, ...] = ()
     image_url: str | None = None
     template: TemplateMessage | None = None
+    title: str | None = None  # a card title, for channels that draw an image as a card
+    actions: tuple[LinkAction, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -184,12 +198,18 @@ class ChannelAdapter(Protocol):
         """The wire messages for one response, within the channel's limits."""
         ...
 
-    async def send(self, recipient: str, body: dict[str, Any]) -> SendResult:
-        """Send one rendered body to ``recipient`` (E.164), or raise :class:`SendError`."""
+    async def send(
+        self, recipient: str, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> SendResult:
+        """Send one rendered body to ``recipient`` (E.164), or raise :class:`SendError`.
+
+        ``idempotency_key`` is stable for one outbox row across retries; channels that
+        deduplicate sends (RBM's ``messageId``) use it, the others ignore it.
+        """
         ...
 
-    async def mark_read(self, external_id: str) -> None:
-        """Tell the person their message was read (best effort)."""
+    async def mark_read(self, external_id: str, recipient: str | None = None) -> None:
+        """Tell ``recipient`` their message ``external_id`` was read (best effort)."""
         ...
 
     async def aclose(self) -> None:

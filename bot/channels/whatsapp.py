@@ -128,7 +128,9 @@ class WhatsAppAdapter:
         except httpx.TransportError as exc:
             raise SendError(SendOutcome.RETRY, "network", type(exc).__name__) from None
 
-    async def send(self, recipient: str, body: dict[str, Any]) -> SendResult:
+    async def send(
+        self, recipient: str, body: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> SendResult:
         wire = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -144,7 +146,7 @@ class WhatsAppAdapter:
             raise SendError(SendOutcome.RETRY, "bad_response", "no message id") from None
         return SendResult(external_id=str(message_id))
 
-    async def mark_read(self, external_id: str) -> None:
+    async def mark_read(self, external_id: str, recipient: str | None = None) -> None:
         response = await self._post(
             {
                 "messaging_product": "whatsapp",

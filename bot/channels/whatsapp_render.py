@@ -16,6 +16,8 @@ from typing import Any
 
 from bot.channels.base import Button, OutboundMessage, RenderedMessage, TemplateMessage
 from bot.channels.labels import channel_labels
+from bot.channels.text_limits import shorten
+from bot.channels.text_limits import split_text as split_pieces
 
 TEXT_LIMIT = 4096
 BUTTON_BODY_LIMIT = 1024
@@ -30,36 +32,9 @@ MAX_LIST_ROWS = 10
 CAPTION_LIMIT = 1024
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters at a word break, with an ellipsis when cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut[limit // 2 :]:
-        cut = cut[: cut.rfind(" ")]
-    return cut.rstrip(" ,.;:") + "…"
-
-
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Pieces of at most ``limit`` characters, cut at the last paragraph, line or word break."""
-    pieces: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = -1
-        for separator in ("\n\n", "\n", " "):
-            position = window.rfind(separator)
-            if position > limit // 2:
-                cut = position
-                break
-        if cut == -1:
-            cut = limit
-        pieces.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest:
-        pieces.append(rest)
-    return pieces
+    """Pieces of at most ``limit`` characters, cut at a paragraph, line or word break."""
+    return split_pieces(text, limit)
 
 
 def _option_id(button: Button, limit: int) -> str:
