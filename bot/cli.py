@@ -66,8 +66,10 @@ def agents_add(
     from bot.db.engine import session_scope
 
     settings = settings_or_exit()
-    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(
-        "Password", hide_input=True, confirmation_prompt=True
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if not sys.stdin.isatty()
+        else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     )
     try:
         with session_scope(settings.database_url) as session:

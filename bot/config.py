@@ -20,6 +20,9 @@ SANDBOX_APP_SECRET = "acuerdo-sandbox-app-secret"
 SANDBOX_ACCESS_TOKEN = "acuerdo-sandbox-access-token"
 SANDBOX_PHONE_NUMBER_ID = "100000000000001"
 SANDBOX_PAYMENTS_SECRET = "acuerdo-sandbox-payments-secret"
+# The sandbox's RCS agent (used while the sandbox is on and RCS_* are unset).
+SANDBOX_RCS_AGENT_ID = "acuerdo-sandbox@rbm.goog"
+SANDBOX_RCS_CLIENT_TOKEN = "acuerdo-sandbox-rcs-client-token"
 
 
 class SettingsError(SystemExit):
@@ -51,6 +54,10 @@ class Settings(BaseSettings):
     rcs_client_token: str | None = Field(None, alias="RCS_CLIENT_TOKEN")
     rcs_service_account_file: str | None = Field(None, alias="RCS_SERVICE_ACCOUNT_FILE")
     rcs_api_base_url: str | None = Field(None, alias="RCS_API_BASE_URL")
+    sms_api_base_url: str | None = Field(None, alias="SMS_API_BASE_URL")
+    sms_account_sid: str | None = Field(None, alias="SMS_ACCOUNT_SID")
+    sms_auth_token: str | None = Field(None, alias="SMS_AUTH_TOKEN")
+    sms_from: str | None = Field(None, alias="SMS_FROM")
     payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
     payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
     var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
@@ -78,6 +85,15 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("rcs_api_base_url", "sms_api_base_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
     @field_validator("payments_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
@@ -93,6 +109,11 @@ class Settings(BaseSettings):
     @property
     def rcs_enabled(self) -> bool:
         return bool(self.rcs_agent_id and self.rcs_client_token)
+
+    @property
+    def sms_enabled(self) -> bool:
+        """True when the SMS account is configured (SMS_API_BASE_URL defaults to Twilio's)."""
+        return bool(self.sms_account_sid and self.sms_auth_token and self.sms_from)
 
     def clock(self) -> Clock:
         """The application's clock (pinned when ``ACUERDO_NOW`` is set)."""

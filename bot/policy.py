@@ -51,6 +51,18 @@ class ContactPolicy(_Strict):
     holidays: list[date] = []
     agent_hours: AgentHours
     channel_fallback: list[Literal["whatsapp", "rcs", "sms"]] = ["whatsapp"]
+    # Company-started messages are queued only until this long before the window closes,
+    # so retries and the debtor's answer still fall inside it.
+    send_margin_minutes: int = Field(60, ge=0, le=240)
+    # Appended to company-started free text under the reg_f profile (templates carry it as
+    # their footer).
+    opt_out_notice: str | None = None
+
+    @model_validator(mode="after")
+    def _notice_for_reg_f(self) -> ContactPolicy:
+        if self.profile == "reg_f" and not (self.opt_out_notice or "").strip():
+            raise ValueError("opt_out_notice is required by the reg_f profile")
+        return self
 
 
 class IdentityPolicy(_Strict):
@@ -135,11 +147,15 @@ class ReminderPolicy(_Strict):
     schedule: list[ReminderStep]
     promise_reminder_template: str
     broken_promise_template: str
+    # A step that could not go out on its day (hours, holidays, the cap) may still go out
+    # this many days later, unless the next step is due by then.
+    catch_up_days: int = Field(3, ge=0, le=14)
 
 
 class Template(_Strict):
     language: str = "es_MX"
     body: str
+    footer: str | None = None  # static text under the body (approved with the template)
     buttons: list[str] = []
 
 

@@ -17,7 +17,7 @@ from bot.db.models import Account
 from bot.domain.debtors import AccountData, upsert_account
 from bot.policy import Policy, load_policy
 
-pytest_plugins = ["tests.rasa_stack", "tests.conftest_gateway", "tests.postgres"]
+pytest_plugins = ["tests.rasa_stack", "tests.conftest_gateway", "tests.postgres", "tests.rbm_stub"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Monday 2026-11-23, noon in Mexico City: the default pinned "now" of the suite.

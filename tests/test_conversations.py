@@ -194,9 +194,7 @@ def test_baja_opts_the_number_out_at_once(rasa_stack: RasaStack) -> None:
     body = text_of(rasa_stack.say(sender, "BAJA"))
     assert "ya no te enviaremos mensajes" in body
     with session_scope(rasa_stack.db_url) as session:
-        contact = session.scalars(
-            select(ContactPoint).where(ContactPoint.address == sender)
-        ).one()
+        contact = session.scalars(select(ContactPoint).where(ContactPoint.address == sender)).one()
         assert contact.opted_out_at is not None
 
 
@@ -205,9 +203,7 @@ def test_wrong_person_is_apologised_to_and_flagged(rasa_stack: RasaStack) -> Non
     body = text_of(rasa_stack.say(sender, "no soy esa persona, numero equivocado"))
     assert "disculpa" in body.lower() and "$" not in body
     with session_scope(rasa_stack.db_url) as session:
-        contact = session.scalars(
-            select(ContactPoint).where(ContactPoint.address == sender)
-        ).one()
+        contact = session.scalars(select(ContactPoint).where(ContactPoint.address == sender)).one()
         assert contact.wrong_number_at is not None
 
 

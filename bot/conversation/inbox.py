@@ -25,7 +25,7 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.conversation.claims import InboundStatus, OutboundStatus
-from bot.db.models import Direction, Message
+from bot.db.models import ContactPoint, Direction, Message
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
 
@@ -42,6 +42,7 @@ STATUS_RANK = {
 }
 
 WindowClosedHandler = Callable[[Session, Message], None]
+UndeliverableHandler = Callable[[Session, Message], None]
 
 
 @dataclass
@@ -105,6 +106,16 @@ def _store_message(
     )
     conversation.last_inbound_at = now  # the service window reopens
     conversation.updated_at = now
+    # The person wrote on this channel: it reaches them again (see bot/channels/fallback.py).
+    session.execute(
+        update(ContactPoint)
+        .where(
+            ContactPoint.channel == message.channel,
+            ContactPoint.address == conversation.address,
+            ContactPoint.unreachable_at.is_not(None),
+        )
+        .values(unreachable_at=None, unreachable_reason=None)
+    )
     released = session.execute(
         update(Message)
         .where(
@@ -132,6 +143,7 @@ def _store_status(
     clock: Clock,
     status: StatusUpdate,
     on_window_closed: WindowClosedHandler | None,
+    on_undeliverable: UndeliverableHandler | None = None,
 ) -> bool:
     row = session.scalars(
         select(Message).where(
@@ -154,6 +166,8 @@ def _store_status(
             on_window_closed(session, row)
         else:
             row.status = OutboundStatus.FAILED
+            if status.outcome == SendOutcome.UNDELIVERABLE and on_undeliverable is not None:
+                on_undeliverable(session, row)  # e.g. fall back to the next channel
         log.warning(
             "outbox.delivery_failed",
             channel=status.channel,
@@ -176,6 +190,7 @@ def store_delivery(
     delivery: Delivery,
     *,
     on_window_closed: WindowClosedHandler | None = None,
+    on_undeliverable: UndeliverableHandler | None = None,
 ) -> StoreResult:
     """Store every message and status of ``delivery`` in one transaction and commit.
 
@@ -191,7 +206,9 @@ def store_delivery(
             for message in messages:
                 _store_message(session, clock, message, result)
             for status in delivery.statuses:
-                result.statuses += int(_store_status(session, clock, status, on_window_closed))
+                result.statuses += int(
+                    _store_status(session, clock, status, on_window_closed, on_undeliverable)
+                )
             session.commit()
             return result
         except IntegrityError:

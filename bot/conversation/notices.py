@@ -13,6 +13,7 @@ from bot.clock import Clock
 from bot.conversation.outbox import enqueue
 from bot.conversation.replies import Replies
 from bot.db.models import Account, ContactPoint, Conversation
+from bot.domain.conversations import is_verified
 from bot.domain.money import format_money
 
 log = structlog.get_logger("acuerdo.notices")
@@ -57,7 +58,7 @@ def thank_for_payment(
     if contact is not None and (contact.opted_out_at or contact.wrong_number_at):
         log.info("notices.suppressed", conversation_id=conversation.id, reason="do_not_contact")
         return 0
-    if conversation.verified_at is not None:
+    if is_verified(conversation):  # on this channel or another one of the same debtor
         text = replies.payment_thanks.format(amount=format_money(amount_cents), reference=reference)
     else:
         text = replies.payment_thanks_unverified

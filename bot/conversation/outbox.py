@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +52,11 @@ from bot.policy import Policy
 log = structlog.get_logger("acuerdo.outbox")
 
 REENGAGEMENT_TEMPLATE = "reanudar_conversacion"
+_KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
+
+# Called, inside the transaction that marks an outbound row failed, when its channel says it
+# can never be delivered (the fallback marks the contact point and queues the next channel).
+UndeliverableHandler = Callable[[Session, Message], None]
 
 
 def enqueue(
@@ -63,8 +69,15 @@ def enqueue(
     author: str = "bot",
     extra: Mapping[str, Any] | None = None,
 ) -> Message:
-    """Add one rendered message to the outbox (flushed with the caller's transaction)."""
-    payload: dict[str, Any] = {"body": rendered.body, **(extra or {})}
+    """Add one rendered message to the outbox (flushed with the caller's transaction).
+
+    The row gets an idempotency key that every send attempt reuses (RBM's ``messageId``).
+    """
+    payload: dict[str, Any] = {
+        "body": rendered.body,
+        "idempotency_key": str(uuid.uuid4()),
+        **(extra or {}),
+    }
     if rendered.options:
         payload["options"] = [
             {"title": option.title, "payload": option.payload} for option in rendered.options
@@ -151,6 +164,7 @@ class _Job:
     address: str
     body: dict[str, Any]
     last_inbound_at: datetime | None
+    idempotency_key: str
 
 
 class Outbox:
@@ -166,8 +180,10 @@ class Outbox:
         tuning: Tuning,
         observer: Observer | None = None,
         wake: Callable[[], None] = lambda: None,
+        on_undeliverable: UndeliverableHandler | None = None,
     ) -> None:
         self._sessions = session_factory(db_url)
+        self._on_undeliverable = on_undeliverable
         self._clock = clock
         self._policy = policy
         self._adapters = adapters
@@ -236,12 +252,17 @@ class Outbox:
             if row is None:
                 return None
             message, conversation = row
+            payload = message.payload or {}
+            key = payload.get("idempotency_key") or str(
+                uuid.uuid5(_KEY_NAMESPACE, f"{message.id}:{message.created_at.isoformat()}")
+            )
             return _Job(
                 channel=message.channel,
                 kind=message.kind,
                 address=conversation.address,
-                body=dict((message.payload or {}).get("body") or {}),
+                body=dict(payload.get("body") or {}),
                 last_inbound_at=conversation.last_inbound_at,
+                idempotency_key=str(key),
             )
 
     def _finish(self, claim: Claim, status: str, **values: Any) -> bool:
@@ -270,6 +291,23 @@ class Outbox:
             session.commit()
         self.wake()
 
+    def _fail_undeliverable(self, claim: Claim, code: str) -> None:
+        """Mark the row failed and let the fallback act on it, in one transaction."""
+        with self._sessions() as session:
+            message = session.scalars(
+                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+            ).first()
+            if message is None:
+                return
+            message.status = OutboundStatus.FAILED
+            message.error_code = code[:32]
+            message.next_attempt_at = None
+            message.updated_at = self._clock.now_utc()
+            if self._on_undeliverable is not None:
+                self._on_undeliverable(session, message)
+            session.commit()
+        self.wake()
+
     def _release(self, claim: Claim, delay: float, code: str) -> None:
         with self._sessions() as session:
             release_after(
@@ -284,9 +322,7 @@ class Outbox:
         adapter = self._adapters.get(job.channel)
         if adapter is None:
             log.error("outbox.no_adapter", channel=job.channel, message_id=claim.message_id)
-            await asyncio.to_thread(
-                self._finish, claim, OutboundStatus.FAILED, error_code="no_adapter"
-            )
+            await asyncio.to_thread(self._fail_undeliverable, claim, "no_adapter")
             return
         if self._window_closed(job, adapter):
             await asyncio.to_thread(self._hold, claim)
@@ -294,7 +330,7 @@ class Outbox:
             return
         started = time.monotonic()
         try:
-            result = await adapter.send(job.address, job.body)
+            result = await adapter.send(job.address, job.body, idempotency_key=job.idempotency_key)
         except SendError as error:
             await self._on_error(claim, job, error)
             return
@@ -353,7 +389,11 @@ class Outbox:
                 **context,
             )
             await asyncio.to_thread(self._release, claim, tuning.halt_seconds, error.code)
-        else:  # undeliverable, rejected, or out of retries: never retried
+        elif outcome == SendOutcome.UNDELIVERABLE:  # never retried; maybe another channel
+            log.warning("outbox.undeliverable", detail=error.detail, **context)
+            await asyncio.to_thread(self._fail_undeliverable, claim, error.code)
+            self._observer.outbound(job.channel, job.kind, OutboundStatus.FAILED)
+        else:  # rejected, or out of retries: never retried
             log.error("outbox.failed", outcome=outcome.value, detail=error.detail, **context)
             await asyncio.to_thread(
                 self._finish, claim, OutboundStatus.FAILED, error_code=error.code[:32]

@@ -227,7 +227,7 @@ class Pipeline:
 
         async def _mark() -> None:
             try:
-                await adapter.mark_read(job.external_id or "")
+                await adapter.mark_read(job.external_id or "", job.sender)
             except Exception as exc:  # best effort: a missing blue tick is no failure
                 log.info("pipeline.mark_read_failed", error=type(exc).__name__)
 

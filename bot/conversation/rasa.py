@@ -72,5 +72,22 @@ class RasaClient:
             raise RasaUnavailable("Rasa answered JSON that is not a list")
         return [item for item in data if isinstance(item, dict)]
 
+    async def append_event(self, sender: str, event: str) -> None:
+        """Append one bare event (``pause``, ``resume``) to ``sender``'s tracker.
+
+        Uses the HTTP API of ``rasa run --enable-api``. A paused tracker makes Rasa ignore
+        the sender's messages; the console pauses it while an agent holds the chat.
+        """
+        # The sender goes in raw: Rasa's route does not unquote it ("+52…" stays "+52…").
+        url = f"{self.status_url}conversations/{sender}/tracker/events"
+        try:
+            response = await self._client.post(
+                url, params={"include_events": "NONE"}, json={"event": event}, timeout=10.0
+            )
+        except httpx.HTTPError as exc:
+            raise RasaUnavailable(f"Rasa not reachable ({type(exc).__name__})") from None
+        if response.status_code // 100 != 2:
+            raise RasaUnavailable(f"Rasa answered {response.status_code} to a '{event}' event")
+
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -18,6 +18,8 @@ class Replies:
     unsupported: str
     payment_code_caption: str
     payment_code_clabe_line: str
+    payment_code_open_link: str
+    payment_code_call: str
     payment_methods: dict[str, str]
     payment_thanks: str
     payment_thanks_unverified: str

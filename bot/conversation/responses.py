@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from bot.channels.base import Button, OutboundMessage
+from bot.channels.base import Button, LinkAction, OutboundMessage
 from bot.clock import Clock
 from bot.conversation.replies import Replies
 from bot.domain.money import InvalidAmount, format_money, pesos_to_cents
@@ -77,10 +77,18 @@ def payment_code_message(custom: dict[str, Any], replies: Replies, clock: Clock)
         expires=format_expiry(custom.get("expires_at"), clock),
         pay_url=custom.get("pay_url") or "",
     )
+    actions: list[LinkAction] = []
+    pay_url = custom.get("pay_url")
+    if isinstance(pay_url, str) and pay_url.startswith(("http://", "https://")):
+        actions.append(LinkAction(replies.payment_code_open_link, url=pay_url))
+    support_phone = custom.get("support_phone")
+    if isinstance(support_phone, str) and support_phone.startswith("+"):
+        actions.append(LinkAction(replies.payment_code_call, phone=support_phone))
+    title = replies.payment_methods.get(method) or None
     image = custom.get("qr_png_url")
     if isinstance(image, str) and image.startswith(("http://", "https://")):
-        return OutboundMessage(text=caption, image_url=image)
-    return OutboundMessage(text=caption)
+        return OutboundMessage(text=caption, image_url=image, title=title, actions=tuple(actions))
+    return OutboundMessage(text=caption, actions=tuple(actions))
 
 
 def outbound_from_rasa(

@@ -260,6 +260,10 @@ class ContactPoint(Base):
     opted_out_at: Mapped[datetime | None]
     wrong_number_at: Mapped[datetime | None]
     do_not_contact_reason: Mapped[str | None] = mapped_column(String(200))
+    # The channel said this address cannot receive (RBM 404: not RCS-capable; WhatsApp
+    # 131026). Company-started messages skip it until the person writes on that channel.
+    unreachable_at: Mapped[datetime | None]
+    unreachable_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
     debtor: Mapped[Debtor | None] = relationship(back_populates="contact_points")
@@ -282,6 +286,7 @@ class Conversation(Base):
     handoff_reason: Mapped[str | None] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     assigned_agent_id: Mapped[int | None] = mapped_column(ForeignKey("console_users.id"))
+    queued_at: Mapped[datetime | None]  # when it last entered the agent queue (waiting time)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -329,6 +334,18 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime]
 
 
+class ConversationNote(Base):
+    """An agent's internal note on a conversation: never sent to the debtor."""
+
+    __tablename__ = "conversation_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    author: Mapped[str] = mapped_column(String(100))  # agent:<username>
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
 class AuditEntry(Base):
     """Append-only: the migration installs triggers that refuse UPDATE and DELETE."""
 
@@ -341,3 +358,37 @@ class AuditEntry(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CampaignSendStatus(str, enum.Enum):
+    SENT = "sent"  # queued in the outbox (its delivery status is on the message row)
+    DELAYED = "delayed"  # outside hours, a holiday or above the cap: retried on later runs
+    SUPPRESSED = "suppressed"  # a compliance rule forbids it (reason); re-checked on later runs
+    SKIPPED = "skipped"  # the campaign chose not to send (a pending promise, an agent chat…)
+
+
+class CampaignSend(Base):
+    """One reminder step of one account: sent at most once (the unique key), or why not."""
+
+    __tablename__ = "campaign_sends"
+    __table_args__ = (
+        UniqueConstraint("account_id", "step", "scheduled_for", name="uq_campaign_sends_step"),
+        Index("ix_campaign_sends_status_sent_at", "status", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    step: Mapped[str] = mapped_column(String(32))  # due-3, due+0, …, promise_reminder, …
+    segment: Mapped[str] = mapped_column(String(16))  # preventive | early | late | promise
+    template: Mapped[str] = mapped_column(String(64))
+    scheduled_for: Mapped[date] = mapped_column(Date)  # the step's day (debtor local)
+    promise_id: Mapped[int | None] = mapped_column(ForeignKey("promises.id"))
+    contact_point_id: Mapped[int | None] = mapped_column(ForeignKey("contact_points.id"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    status: Mapped[str] = mapped_column(String(16))  # CampaignSendStatus
+    reason: Mapped[str | None] = mapped_column(String(64))
+    delay_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

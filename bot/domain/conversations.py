@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from bot.clock import Clock
 from bot.db.models import Account, ContactPoint, Conversation, ConversationState
@@ -61,12 +61,36 @@ class VerificationResult:
     tries_left: int
 
 
+def _same_debtor(conversation: Conversation) -> list[Conversation]:
+    """The debtor's conversations on every channel (just this one for an unknown number)."""
+    session = object_session(conversation)
+    if session is None or conversation.debtor_id is None:
+        return [conversation]
+    others = session.scalars(
+        select(Conversation).where(
+            Conversation.debtor_id == conversation.debtor_id, Conversation.id != conversation.id
+        )
+    ).all()
+    return [conversation, *others]
+
+
 def is_locked(conversation: Conversation, clock: Clock) -> bool:
-    return conversation.locked_until is not None and conversation.locked_until > clock.now_utc()
+    """Verification is locked on any of the debtor's channels (switching channels is no
+    way around a lockout)."""
+    now = clock.now_utc()
+    return any(
+        c.locked_until is not None and c.locked_until > now for c in _same_debtor(conversation)
+    )
 
 
 def is_verified(conversation: Conversation) -> bool:
-    return conversation.verified_at is not None
+    """The debtor proved who they are, on this channel or another one.
+
+    Verification follows the account, not the channel. How long it counts is the dialogue's
+    session (the ``verified`` slot of the Rasa tracker, keyed by the phone on every channel,
+    resets when the session expires); the actions require both.
+    """
+    return any(c.verified_at is not None for c in _same_debtor(conversation))
 
 
 def check_identity(
@@ -221,6 +245,7 @@ def request_handoff(
     conversation.state = ConversationState.QUEUED.value
     conversation.handoff_reason = reason
     conversation.priority = priority
+    conversation.queued_at = clock.now_utc()
     conversation.updated_at = clock.now_utc()
     record_audit(
         session,

@@ -61,9 +61,18 @@ def ensure_model(root: Path, config: str = "config.yml", *, force: bool = False)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        str(rasa_executable(root)), "train", "--config", config, "--domain", "domain.yml",
-        "--data", "data", "--out", str(target.parent),
-        "--fixed-model-name", target.name.removesuffix(".tar.gz"),
+        str(rasa_executable(root)),
+        "train",
+        "--config",
+        config,
+        "--domain",
+        "domain.yml",
+        "--data",
+        "data",
+        "--out",
+        str(target.parent),
+        "--fixed-model-name",
+        target.name.removesuffix(".tar.gz"),
     ]
     result = subprocess.run(command, cwd=root, env=rasa_env(root))
     if result.returncode != 0 or not target.exists():

@@ -11,27 +11,42 @@ import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from bot import console
 from bot.config import Settings, SettingsError, load_settings
 from bot.conversation.tuning import Tuning
+from bot.dashboard import routes as dashboard_routes
 from bot.gateway.logging import configure_logging
-from bot.gateway.routes import health, payments, sandbox, whatsapp
+from bot.gateway.routes import health, payments, rcs, sandbox, whatsapp
 from bot.gateway.runtime import GatewayRuntime
 
 STATIC_DIR = Path(__file__).with_name("static")
 
 
-def create_app(settings: Settings, *, tuning: Tuning | None = None) -> FastAPI:
-    """The gateway for ``settings``; background workers start and stop with the app."""
+def create_app(
+    settings: Settings, *, tuning: Tuning | None = None, campaign_interval: float | None = None
+) -> FastAPI:
+    """The gateway for ``settings``; background workers start and stop with the app.
+
+    With ``campaign_interval`` (seconds) the reminder campaign runs at start-up and then
+    at that interval (``acuerdo up`` sets it from ``ACUERDO_CAMPAIGN_MINUTES``).
+    """
+    from bot.campaigns.scheduler import CampaignScheduler
+
     if not structlog.is_configured():
         configure_logging(os.environ.get("ACUERDO_LOG_LEVEL", "INFO"))
     runtime = GatewayRuntime(settings, tuning)
+    scheduler = CampaignScheduler(runtime, campaign_interval) if campaign_interval else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             await runtime.stop()
 
     app = FastAPI(
@@ -42,9 +57,13 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.runtime = runtime
+    app.state.campaign_scheduler = scheduler
     app.include_router(whatsapp.router)
+    app.include_router(rcs.router)
     app.include_router(payments.router)
     app.include_router(health.router)
+    app.include_router(console.router)
+    app.include_router(dashboard_routes.router)
     if settings.sandbox:
         app.include_router(sandbox.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -53,9 +72,12 @@ def create_app(settings: Settings, *, tuning: Tuning | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory bot.gateway.app:app_from_env`` (settings from env)."""
+    from bot.campaigns.scheduler import interval_from_env
+
     settings = load_settings()
     try:
         tuning = Tuning.from_env()
+        campaign_interval = interval_from_env()
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    return create_app(settings, tuning=tuning)
+    return create_app(settings, tuning=tuning, campaign_interval=campaign_interval)

@@ -114,6 +114,7 @@ def _print_urls(settings: Settings, host: str, *, demo: bool) -> None:
         f"  Gateway              {base}",
         f"  WhatsApp webhook     {base}/webhooks/whatsapp",
         f"  Payment pages        {settings.public_url}/pay/<token>",
+        f"  Agent console        {base}/console",
         f"  Health / metrics     {base}/readyz  ·  {base}/metrics",
         f"  Rasa server          http://127.0.0.1:{settings.rasa_port}",
         f"  Action server        http://127.0.0.1:{settings.action_port}",
@@ -122,6 +123,9 @@ def _print_urls(settings: Settings, host: str, *, demo: bool) -> None:
         lines.insert(2, f"  >> Open the WhatsApp sandbox: {base}/sandbox")
     if demo:
         lines.append("  Demo portfolio loaded; pick a debtor on the sandbox page and say «hola».")
+        from bot.console.demo import demo_login_line
+
+        lines.append(f"  Console sign-in: {demo_login_line()}.")
     lines.append("Press Ctrl-C to stop everything.")
     typer.echo("\n".join(lines))
 
@@ -164,8 +168,10 @@ SANDBOX_ENV = {
 
 
 def load_demo_data(settings: Settings) -> None:
-    """Migrate and load the demo portfolio and payments through the importers (idempotent)."""
+    """Migrate and load the demo portfolio and payments through the importers, then a few
+    weeks of simulated reminders, replies, promises and payments (all idempotent)."""
     from bot.db.migrate import upgrade
+    from bot.demo.history import load_demo_history
     from bot.importers.commands import run_payments_import, run_portfolio_import
     from bot.policy import load_policy
 
@@ -183,6 +189,11 @@ def load_demo_data(settings: Settings) -> None:
         show_progress=False,
     )
     typer.echo(f"Demo payments: {payments.summary()}")
+    from bot.console.demo import ensure_demo_console_users
+
+    created = ensure_demo_console_users(settings.database_url, clock)
+    typer.echo(f"Demo console users: {', '.join(created) or 'already there'}")
+    typer.echo(load_demo_history(settings).summary())  # weeks of reminders for the dashboard
 
 
 def demo_command(

@@ -56,19 +56,24 @@ def is_json(request: Request) -> bool:
 def _store(runtime: GatewayRuntime, delivery: Delivery) -> StoreResult:
     with runtime.sessions() as session:
         return store_delivery(
-            session, runtime.clock, delivery, on_window_closed=runtime.outbox.hold_in_session
+            session,
+            runtime.clock,
+            delivery,
+            on_window_closed=runtime.outbox.hold_in_session,
+            on_undeliverable=runtime.fallback.on_undeliverable,
         )
 
 
 async def receive_delivery(
-    runtime: GatewayRuntime, adapter: ChannelAdapter, request: Request
+    runtime: GatewayRuntime, adapter: ChannelAdapter, request: Request, raw: bytes | None = None
 ) -> JSONResponse:
-    """Handle one webhook call of ``adapter``'s channel."""
+    """Handle one webhook call of ``adapter``'s channel (``raw``: the body, if already read)."""
     endpoint = f"/webhooks/{adapter.name}"
-    try:
-        raw = await read_body(request, runtime.tuning.max_body_bytes)
-    except BodyTooLarge:
-        return refuse(endpoint, 413, "body too large")
+    if raw is None:
+        try:
+            raw = await read_body(request, runtime.tuning.max_body_bytes)
+        except BodyTooLarge:
+            return refuse(endpoint, 413, "body too large")
     if not adapter.verify_signature(request.headers, raw):
         return refuse(endpoint, 401, "missing or invalid signature")
     if not is_json(request):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import structlog
 
 from bot.channels.base import ChannelAdapter
+from bot.channels.fallback import ChannelFallback
+from bot.channels.rcs import SANDBOX_RBM_PATH, rcs_adapter_from_settings
+from bot.channels.sms import sms_adapter_from_settings
 from bot.channels.whatsapp import WhatsAppAdapter
 from bot.config import Settings
 from bot.conversation.claims import Claim, recover_single_process
@@ -51,6 +54,18 @@ class GatewayRuntime:
             timeout=self.tuning.send_timeout,
         )
         self.adapters: dict[str, ChannelAdapter] = {self.whatsapp.name: self.whatsapp}
+        sandbox_sink = f"http://127.0.0.1:{settings.port}"
+        for adapter in (
+            rcs_adapter_from_settings(
+                settings,
+                timeout=self.tuning.send_timeout,
+                sandbox_base_url=sandbox_sink + SANDBOX_RBM_PATH,
+            ),
+            sms_adapter_from_settings(settings, timeout=self.tuning.send_timeout),
+        ):
+            if adapter is not None:
+                self.adapters[adapter.name] = adapter
+        self.fallback = ChannelFallback(self.policy, self.clock, self.adapters.keys())
         self.rasa = RasaClient(
             f"http://127.0.0.1:{settings.rasa_port}",
             f"http://127.0.0.1:{settings.action_port}/health",
@@ -64,6 +79,7 @@ class GatewayRuntime:
             tuning=self.tuning,
             observer=self.observer,
             wake=self.wake_outbox,
+            on_undeliverable=self.fallback.on_undeliverable,
         )
         self.pipeline = Pipeline(
             db_url=self.db_url,

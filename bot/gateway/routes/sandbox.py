@@ -4,11 +4,15 @@
   API, where the outbox sends when no real WhatsApp account is configured;
 - ``GET /sandbox``: a phone-like chat page to talk to the bot as any demo debtor;
 - ``/sandbox/api/*``: the page's small JSON API. What the page sends travels the real path:
-  a Meta-shaped webhook body, signed with the app secret, posted to ``/webhooks/whatsapp``.
+  a Meta-shaped webhook body, signed with the app secret, posted to ``/webhooks/whatsapp``;
+- RCS mode: ``POST /sandbox/rbm/v1/phones/{E164}/agentMessages`` (and ``agentEvents``) is a
+  sink speaking the RBM API; the page's RCS messages are RBM Pub/Sub pushes, signed with the
+  client token, posted to ``/webhooks/rcs``.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import uuid
@@ -23,9 +27,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from bot.channels.rcs import SANDBOX_RBM_TOKEN, RcsAdapter
+from bot.channels.rcs_parse import SIGNATURE_HEADER as RBM_SIGNATURE_HEADER
+from bot.channels.rcs_parse import sign_data
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
 from bot.clock import wall_clock_utc
 from bot.db.models import Account, Channel, ContactPoint, Conversation, Debtor, Message, PaymentCode
+from bot.domain.conversations import is_verified
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import normalize_phone, whatsapp_id
 from bot.gateway.deps import RuntimeDep
@@ -60,6 +68,18 @@ async def graph_sink(phone_number_id: str, request: Request, runtime: RuntimeDep
             "messages": [{"id": wamid}],
         }
     )
+
+
+@router.post("/sandbox/rbm/v1/phones/{phone}/{resource}")
+async def rbm_sink(phone: str, resource: str, request: Request) -> JSONResponse:
+    """Accept what the RCS adapter sends, as the RBM API would (the messages are in the DB)."""
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {SANDBOX_RBM_TOKEN}".encode()):
+        return JSONResponse({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, 401)
+    if resource not in ("agentMessages", "agentEvents"):
+        return JSONResponse({"error": {"code": 404, "status": "NOT_FOUND"}}, 404)
+    message_id = request.query_params.get("messageId") or request.query_params.get("eventId")
+    return JSONResponse({"name": f"phones/{phone}/{resource}/{message_id}"})
 
 
 def _debtors(runtime: GatewayRuntime) -> list[dict[str, Any]]:
@@ -111,6 +131,7 @@ class SandboxMessage(BaseModel):
     reply_id: str | None = Field(None, max_length=256)  # a tapped button or list row
     reply_title: str | None = Field(None, max_length=100)
     reply_kind: str = Field("button_reply", pattern="^(button_reply|list_reply|button)$")
+    channel: str = Field("whatsapp", pattern="^(whatsapp|rcs)$")
 
 
 def whatsapp_envelope(
@@ -171,13 +192,63 @@ async def _post_internal(
         return await client.post(path, content=raw, headers=headers)
 
 
+def rbm_push(agent_id: str, phone: str, body: SandboxMessage) -> dict[str, Any] | None:
+    """The decoded data of an RBM push for what the page sent (a text or a tapped chip)."""
+    data: dict[str, Any] = {
+        "senderPhoneNumber": phone,
+        "messageId": f"MsSandbox{uuid.uuid4().hex}",
+        "sendTime": wall_clock_utc().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "agentId": agent_id,
+    }
+    if body.reply_id:
+        data["suggestionResponse"] = {
+            "postbackData": body.reply_id,
+            "text": body.reply_title or body.reply_id,
+            "type": "REPLY",
+        }
+        return data
+    if body.text and body.text.strip():
+        data["text"] = body.text
+        return data
+    return None
+
+
+async def _send_rcs(
+    request: Request, runtime: GatewayRuntime, phone: str, body: SandboxMessage
+) -> JSONResponse:
+    adapter = runtime.adapters.get("rcs")
+    if not isinstance(adapter, RcsAdapter):
+        return JSONResponse({"detail": "the RCS channel is off"}, status_code=404)
+    data = rbm_push(adapter.agent_id, phone, body)
+    if data is None:
+        return JSONResponse({"detail": "write something or pick an option"}, status_code=400)
+    decoded = json.dumps(data).encode()
+    envelope = {
+        "message": {
+            "data": base64.b64encode(decoded).decode(),
+            "messageId": uuid.uuid4().hex,
+            "publishTime": data["sendTime"],
+        },
+        "subscription": "projects/acuerdo-sandbox/subscriptions/rbm",
+    }
+    headers = {
+        "Content-Type": "application/json",
+        RBM_SIGNATURE_HEADER: sign_data(adapter.client_token, decoded),
+    }
+    raw = json.dumps(envelope).encode()
+    response = await _post_internal(request, "/webhooks/rcs", raw, headers)
+    return JSONResponse({"webhook_status": response.status_code, "message_id": data["messageId"]})
+
+
 @router.post("/sandbox/api/send")
 async def sandbox_send(body: SandboxMessage, request: Request, runtime: RuntimeDep) -> JSONResponse:
-    """Send as the chosen person, through the signed WhatsApp webhook."""
+    """Send as the chosen person, through the signed WhatsApp (or RCS) webhook."""
     try:
         phone = normalize_phone(body.phone)
     except InvalidPhone:
         return JSONResponse({"detail": "phone is not a valid number"}, status_code=400)
+    if body.channel == "rcs":
+        return await _send_rcs(request, runtime, phone, body)
     sender = whatsapp_id(phone)
     message = _wire_message(sender, body)
     if message is None:
@@ -191,11 +262,13 @@ async def sandbox_send(body: SandboxMessage, request: Request, runtime: RuntimeD
     return JSONResponse({"webhook_status": response.status_code, "wamid": message["id"]})
 
 
-def _conversation_messages(runtime: GatewayRuntime, phone: str, after: int) -> dict[str, Any]:
+def _conversation_messages(
+    runtime: GatewayRuntime, phone: str, after: int, channel: str = Channel.WHATSAPP.value
+) -> dict[str, Any]:
     with runtime.sessions() as session:
         conversation = session.scalars(
             select(Conversation).where(
-                Conversation.channel == Channel.WHATSAPP.value, Conversation.address == phone
+                Conversation.channel == channel, Conversation.address == phone
             )
         ).first()
         if conversation is None:
@@ -225,19 +298,25 @@ def _conversation_messages(runtime: GatewayRuntime, phone: str, after: int) -> d
         return {
             "conversation_id": conversation.id,
             "state": conversation.state,
-            "verified": conversation.verified_at is not None,
+            "verified": is_verified(conversation),  # on any channel of the debtor
             "messages": messages,
         }
 
 
 @router.get("/sandbox/api/messages")
-async def sandbox_messages(phone: str, runtime: RuntimeDep, after: int = 0) -> JSONResponse:
-    """The chat so far (messages after id ``after``), as stored in the inbox and outbox."""
+async def sandbox_messages(
+    phone: str, runtime: RuntimeDep, after: int = 0, channel: str = Channel.WHATSAPP.value
+) -> JSONResponse:
+    """The chat so far on ``channel`` (messages after id ``after``), from the inbox and outbox."""
     try:
         e164 = normalize_phone(phone)
     except InvalidPhone:
         return JSONResponse({"detail": "phone is not a valid number"}, status_code=400)
-    return JSONResponse(await run_in_threadpool(_conversation_messages, runtime, e164, after))
+    if channel not in runtime.adapters:
+        return JSONResponse({"detail": "unknown channel"}, status_code=400)
+    return JSONResponse(
+        await run_in_threadpool(_conversation_messages, runtime, e164, after, channel)
+    )
 
 
 class SandboxPayment(BaseModel):
