@@ -39,8 +39,8 @@ class ActionRememberRequest(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
-        if intent == "affirm" and _last_bot_response(tracker) == "utter_how_to_pay":
-            intent = "request_payment_code"  # "sí" to "¿te genero tu referencia?"
+        if intent in ("affirm", "inform") and _last_bot_response(tracker) == "utter_how_to_pay":
+            intent = "request_payment_code"  # "sí" or "500" to "¿te genero tu referencia?"
         return [SlotSet("pending_request", intent if intent in GATED_INTENTS else None)]
 
 

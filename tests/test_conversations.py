@@ -229,3 +229,18 @@ def test_yes_to_the_how_to_pay_offer_generates_a_code(rasa_stack: RasaStack) -> 
     rasa_stack.say(sender, "transferencia")
     body = text_of(rasa_stack.say(sender, "2000"))
     assert re.search(r"CLABE: \d{18}", body) and "$2,000.00" in body
+
+
+def test_an_amount_after_the_how_to_pay_answer_issues_the_code(rasa_stack: RasaStack) -> None:
+    sender = phone(17)
+    verify(rasa_stack, sender)
+    rasa_stack.say(sender, "como le hago para pagar en el oxxo")
+    body = text_of(rasa_stack.say(sender, "500"))
+    assert re.search(r"Referencia OXXO: \d{14}", body) and "$500.00" in body
+
+
+def test_a_bare_amount_out_of_context_gets_a_question(rasa_stack: RasaStack) -> None:
+    sender = phone(18)
+    rasa_stack.say(sender, "hola")
+    body = text_of(rasa_stack.say(sender, "700"))
+    assert "Qué te gustaría hacer" in body

@@ -208,8 +208,13 @@ def _shift(days: int) -> Resolver:
 
 def _relative(m: re.Match[str], today: date, past: bool) -> date | None:
     n = int(m["n"]) * (-1 if m["sign"] == "hace" else 1)
-    steps = {"dia": "days", "sem": "weeks", "mes": "months", "ano": "years"}
-    return today + relativedelta(**{steps[m["unit"][:3]]: n})
+    steps = {
+        "dia": relativedelta(days=n),
+        "sem": relativedelta(weeks=n),
+        "mes": relativedelta(months=n),
+        "ano": relativedelta(years=n),
+    }
+    return today + steps[m["unit"][:3]]
 
 
 def _weekday_next_week(m: re.Match[str], today: date, past: bool) -> date | None:
