@@ -1,14 +1,17 @@
-"""A local stand-in for the WhatsApp Graph API: ``POST /{phone_number_id}/messages``.
+"""A local stand-in for the WhatsApp Graph API: ``POST /{phone_number_id}/messages``, and
+media downloads (``GET /{media_id}`` then ``GET /media-bytes/{media_id}``).
 
 It listens on 127.0.0.1 on a free port, records every request, answers like Meta, and can
 be told to fail the next sends (429, 500, a Graph error code, or a stall longer than the
 client's timeout). Read receipts (``"status": "read"``) are recorded apart and never
-faulted, so tests count only real sends.
+faulted, so tests count only real sends. Media registered with :meth:`GraphStub.add_media`
+is served to the right bearer token only; every media request is recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from bot.config import SANDBOX_ACCESS_TOKEN
 
 
 @dataclass
@@ -40,7 +45,10 @@ class GraphRequest:
 class GraphStub:
     """The recording server; use as a context manager or via the ``graph_server`` fixture."""
 
-    def __init__(self) -> None:
+    def __init__(self, access_token: str = SANDBOX_ACCESS_TOKEN) -> None:
+        self.access_token = access_token
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (bytes, mime type)
+        self.media_requests: list[GraphRequest] = []  # GET /{id} and GET /media-bytes/{id}
         self.sends: list[GraphRequest] = []  # accepted sends, in arrival order
         self.attempts: list[GraphRequest] = []  # every send attempt, faulted ones included
         self.reads: list[GraphRequest] = []
@@ -83,6 +91,20 @@ class GraphStub:
             for _ in range(count):
                 self._faults.append(Fault(**fault))
 
+    def add_media(self, media_id: str, data: bytes, mime: str = "image/png") -> None:
+        """Serve ``data`` as the file of ``media_id``."""
+        with self._lock:
+            self.media[media_id] = (data, mime)
+
+    def media_fetches(self, media_id: str | None = None) -> list[GraphRequest]:
+        """The metadata lookups (``GET /{media_id}``), one per download."""
+        return [
+            r
+            for r in self.media_requests
+            if not r.path.startswith("/media-bytes/")
+            and (media_id is None or r.path.lstrip("/") == media_id)
+        ]
+
     def texts_to(self, wa_id: str | None = None) -> list[str]:
         """The readable content of accepted sends (text body, interactive body, caption...)."""
         return [describe(r.body) for r in self.sends if wa_id is None or r.body.get("to") == wa_id]
@@ -119,6 +141,43 @@ class GraphStub:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(raw)
+
+            def _answer_bytes(self, data: bytes, mime: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", mime)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+                path = self.path.split("?", 1)[0]
+                stub.media_requests.append(GraphRequest(path, dict(self.headers.items()), {}))
+                if self.headers.get("Authorization") != f"Bearer {stub.access_token}":
+                    self._answer(401, {"error": {"code": 190, "message": "Invalid token"}}, {})
+                    return
+                download = path.startswith("/media-bytes/")
+                media_id = path.removeprefix("/media-bytes/") if download else path.lstrip("/")
+                found = stub.media.get(media_id)
+                if found is None:
+                    error = {"code": 100, "message": "Unsupported get request"}
+                    self._answer(404 if download else 400, {"error": error}, {})
+                    return
+                data, mime = found
+                if download:
+                    self._answer_bytes(data, mime)
+                    return
+                self._answer(
+                    200,
+                    {
+                        "messaging_product": "whatsapp",
+                        "url": f"{stub.url}/media-bytes/{media_id}",
+                        "mime_type": mime,
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "file_size": len(data),
+                        "id": media_id,
+                    },
+                    {},
+                )
 
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 length = int(self.headers.get("Content-Length") or 0)

@@ -24,6 +24,7 @@ from bot.channels.base import (
     SendResult,
 )
 from bot.channels.whatsapp_errors import ERROR_OUTCOMES
+from bot.channels.whatsapp_media import fetch_media
 from bot.channels.whatsapp_parse import CHANNEL, parse_whatsapp_delivery
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.domain.phones import whatsapp_id
@@ -102,6 +103,7 @@ class WhatsAppAdapter:
     ) -> None:
         self._app_secret = app_secret
         self._phone_number_id = phone_number_id
+        self._api_base_url = api_base_url.rstrip("/")
         self._messages_url = f"{api_base_url.rstrip('/')}/{phone_number_id}/messages"
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
@@ -157,6 +159,10 @@ class WhatsAppAdapter:
         )
         if response.status_code // 100 != 2:
             raise classify_failure(response)
+
+    async def fetch_media(self, media_id: str) -> tuple[bytes, str]:
+        """``(bytes, mime type)`` of an inbound file; :class:`MediaError` when it fails."""
+        return await fetch_media(self._client, self._api_base_url, media_id)
 
     async def aclose(self) -> None:
         await self._client.aclose()

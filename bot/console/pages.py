@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot.console import views
 from bot.console.auth import Agent
+from bot.console.media import media_viewable
 from bot.console.service import Refused, approved_templates, service_window
 from bot.console.texts import canned_replies, console_texts
 from bot.db.models import ConsoleUser, Conversation
@@ -124,7 +125,12 @@ def transcript_html_context(
     runtime: GatewayRuntime, session: Session, conversation: Conversation
 ) -> list[views.TranscriptItem]:
     return views.transcript(
-        session, runtime.clock, console_texts(), conversation, runtime.settings.public_url
+        session,
+        runtime.clock,
+        console_texts(),
+        conversation,
+        runtime.settings.public_url,
+        media_viewable=media_viewable(runtime),
     )
 
 

@@ -16,6 +16,7 @@ from bot.db.models import (
     Account,
     Agreement,
     AuditEntry,
+    Channel,
     ConsoleUser,
     ContactPoint,
     Conversation,
@@ -120,6 +121,8 @@ class Attachment:
     mime: str | None
     url: str | None  # an image the browser can show (same origin)
     evidence: bool
+    media_url: str | None = None  # the inbound file through /console/media/{message id}
+    view_as: str | None = None  # image | document: how the chat page shows media_url
 
 
 @dataclass(frozen=True)
@@ -152,10 +155,28 @@ def _author(row: Message, texts: ConsoleTexts) -> tuple[str, str]:
     return side, texts.label("authors", side)
 
 
+def _view_as(row: Message, mime: str | None) -> str | None:
+    if row.kind == "image" and (mime or "image/").startswith("image/"):
+        return "image"
+    if row.kind == "document":
+        return "document"
+    return None
+
+
 def transcript(
-    session: Session, clock: Clock, texts: ConsoleTexts, conversation: Conversation, public_url: str
+    session: Session,
+    clock: Clock,
+    texts: ConsoleTexts,
+    conversation: Conversation,
+    public_url: str,
+    *,
+    media_viewable: bool = False,
 ) -> list[TranscriptItem]:
-    """Every message of the conversation, in order, with delivery marks and attachments."""
+    """Every message of the conversation, in order, with delivery marks and attachments.
+
+    With ``media_viewable``, inbound WhatsApp images and documents link to
+    ``/console/media/{message id}`` (the sandbox cannot serve files, so it shows no link).
+    """
     rows = session.scalars(
         select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id)
     ).all()
@@ -167,12 +188,22 @@ def transcript(
         mark = mark_title = note = ""
         if row.direction == Direction.IN.value:
             if payload.get("media_id") or row.kind in texts.section("attachment"):
+                mime = payload.get("media_mime")
+                view_as = (
+                    _view_as(row, mime)
+                    if media_viewable
+                    and payload.get("media_id")
+                    and row.channel == Channel.WHATSAPP.value
+                    else None
+                )
                 attachment = Attachment(
                     label=texts.label("attachment", row.kind),
                     media_id=payload.get("media_id"),
-                    mime=payload.get("media_mime"),
+                    mime=mime,
                     url=None,
                     evidence=bool(payload.get("evidence")),
+                    media_url=f"/console/media/{row.id}" if view_as else None,
+                    view_as=view_as,
                 )
             note = texts.label("inbound_notes", row.status, "")
         else:
