@@ -63,6 +63,7 @@ lint: setup-app
 test: setup migrate
 	$(MAKE) lint
 	ACUERDO_TRAIN_CONFIG=$${ACUERDO_TRAIN_CONFIG:-config_ci.yml} $(ACUERDO) train
+	$(VENV)/bin/python -m bench.bench_import --smoke
 	$(VENV)/bin/pytest -q
 
 test-fast: setup-app

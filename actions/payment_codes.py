@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.spanish import METHOD_NAMES, money, spoken_datetime
-from actions.turn import GatedAction, Turn, open_turn, verified
+from actions.turn import GatedAction, Turn, last_bot_response, open_turn, verified
 from bot.db.models import Agreement, PaymentCode
 from bot.domain.accounts import balance_breakdown
 from bot.domain.money import pesos_to_cents
@@ -91,6 +91,17 @@ def issue_and_send(
 class ValidatePaymentCodeForm(FormValidationAction):
     def name(self) -> str:
         return "validate_payment_code_form"
+
+    async def extract_code_amount(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """A bare "500" answering "¿te genero tu referencia?" is the amount already."""
+        if tracker.get_slot("code_amount") is not None:
+            return {}
+        if last_bot_response(tracker) != "utter_how_to_pay":
+            return {}
+        cents = amount_cents_from(None, tracker.latest_message.get("text") or "")
+        return {"code_amount": cents / 100} if cents else {}
 
     def validate_payment_method(
         self,

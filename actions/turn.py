@@ -95,6 +95,17 @@ def verified(turn: Turn, tracker: Tracker) -> bool:
     )
 
 
+def last_bot_response(tracker: Tracker) -> str | None:
+    """The name of the bot's last action before the latest user message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "action" and event.get("name") != "action_listen":
+            return str(event.get("name"))
+    return None
+
+
 def refuse_unverified(tracker: Tracker) -> list[EventType]:
     """Defence in depth: a disclosure reached without verification starts verification."""
     intent = (tracker.latest_message.get("intent") or {}).get("name")

@@ -10,7 +10,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.turn import open_turn
+from actions.turn import last_bot_response, open_turn
 from bot.domain.conversations import VerificationOutcome, check_identity, is_verified
 from bot.nlu.dates import parse_date
 
@@ -39,20 +39,9 @@ class ActionRememberRequest(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         intent = (tracker.latest_message.get("intent") or {}).get("name")
-        if intent in ("affirm", "inform") and _last_bot_response(tracker) == "utter_how_to_pay":
+        if intent in ("affirm", "inform") and last_bot_response(tracker) == "utter_how_to_pay":
             intent = "request_payment_code"  # "sí" or "500" to "¿te genero tu referencia?"
         return [SlotSet("pending_request", intent if intent in GATED_INTENTS else None)]
-
-
-def _last_bot_response(tracker: Tracker) -> str | None:
-    """The name of the last action before the latest user message."""
-    seen_user = False
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            seen_user = True
-        elif seen_user and event.get("event") == "action" and event.get("name") != "action_listen":
-            return str(event.get("name"))
-    return None
 
 
 class ValidateVerificationForm(FormValidationAction):
