@@ -80,3 +80,13 @@ def make_account(session: Session, clock: Clock) -> Callable[..., Account]:
         return account
 
     return _make
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the Rasa quality report (NLU F1 per intent, entity values) after every run."""
+    from tests.rasa_stack import QUALITY_REPORT
+
+    if QUALITY_REPORT:
+        terminalreporter.section("Rasa quality report")
+        for line in QUALITY_REPORT:
+            terminalreporter.write_line(line)

@@ -26,6 +26,8 @@ from bot.domain.debtors import AccountData, upsert_account
 from bot.engine.training import latest_model, rasa_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Lines the quality gates report; conftest prints them in pytest's terminal summary.
+QUALITY_REPORT: list[str] = []
 STACK_NOW = "2026-11-23"  # a Monday, noon in Mexico City
 
 # Debtors every conversation test may use; each test uses its own phone so that

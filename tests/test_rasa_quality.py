@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from bot.engine.training import latest_model, rasa_env
-from tests.rasa_stack import STACK_NOW, RasaStack
+from tests.rasa_stack import QUALITY_REPORT, STACK_NOW, RasaStack
 
 pytestmark = pytest.mark.rasa
 
@@ -79,14 +79,14 @@ def test_intent_classification_on_held_out_data(rasa_stack: RasaStack) -> None:
     gold = [intent for _, intent in pairs]
     scores = f1_by_intent(gold, predicted)
     macro = sum(scores.values()) / len(scores)
-    print(f"\nNLU held-out report ({len(pairs)} examples, {len(scores)} intents)")
-    for intent, score in sorted(scores.items(), key=lambda item: item[1]):
-        print(f"  {intent:24s} F1 {score:.3f}")
+    report = [f"NLU held-out report ({len(pairs)} examples, {len(scores)} intents)"]
+    report += [f"  {intent:24s} F1 {score:.3f}" for intent, score in sorted(scores.items())]
     accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
-    print(f"  macro-F1 {macro:.3f}; accuracy {accuracy:.3f}")
+    report.append(f"  macro-F1 {macro:.3f}; accuracy {accuracy:.3f} (gate: {MIN_MACRO_F1})")
     confusions = Counter((g, p) for g, p in zip(gold, predicted, strict=True) if g != p)
-    for (g, p), n in confusions.most_common(8):
-        print(f"  confused {g} -> {p}: {n}")
+    report += [f"  confused {g} -> {p}: {n}" for (g, p), n in confusions.most_common(8)]
+    QUALITY_REPORT.extend(report)
+    print("\n".join(report))
     assert macro >= MIN_MACRO_F1
 
 
@@ -102,9 +102,10 @@ def test_entity_values_are_normalised(rasa_stack: RasaStack) -> None:
         if case["value"] not in values:
             misses.append(f"{case['text']!r}: {case['entity']} {values} != {case['value']!r}")
     accuracy = 1 - len(misses) / len(cases)
-    print(f"\nEntity value accuracy {accuracy:.3f} ({len(cases) - len(misses)}/{len(cases)})")
-    for miss in misses:
-        print("  miss", miss)
+    report = [f"Entity value accuracy {accuracy:.3f} ({len(cases) - len(misses)}/{len(cases)})"]
+    report += [f"  miss {miss}" for miss in misses]
+    QUALITY_REPORT.extend(report)
+    print("\n".join(report))
     assert accuracy >= MIN_ENTITY_VALUE_ACCURACY
 
 
