@@ -45,13 +45,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _body(n: int) -> bytes:
+def _body(n: int, text: str = "mensaje") -> bytes:
     message = {
         "from": WA_ID,
         "id": f"wamid.bench.{n}.{time.time_ns()}",
         "timestamp": str(int(time.time())),
         "type": "text",
-        "text": {"body": f"mensaje {n}"},
+        "text": {"body": text if text != "mensaje" else f"mensaje {n}"},
     }
     value = {
         "messaging_product": "whatsapp",
@@ -74,25 +74,33 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def run(messages: int) -> dict[str, object]:
+def run(
+    messages: int,
+    rasa_port: int | None = None,
+    action_port: int | None = None,
+    db_url: str | None = None,
+    text: str = "mensaje",
+) -> dict[str, object]:
+    """Measure; with ``rasa_port`` the gateway talks to that real Rasa server instead."""
     workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-"))
-    db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
-    upgrade(db_url)
+    if db_url is None:
+        db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
+        upgrade(db_url)
     policy = yaml.safe_load((ROOT / "policy.yml").read_text(encoding="utf-8"))
     policy["templates"].setdefault(
         "reanudar_conversacion", {"language": "es_MX", "body": "Hola", "buttons": ["Continuar"]}
     )
     (workdir / "policy.yml").write_text(yaml.safe_dump(policy, allow_unicode=True))
     graph = GraphStub().start()
-    rasa = RasaStandIn().start()
+    rasa = RasaStandIn().start() if rasa_port is None else None
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACUERDO_", "WHATSAPP_"))}
     env.update(
         {
             "ACUERDO_DATABASE_URL": db_url,
             "WHATSAPP_API_BASE_URL": graph.url,
-            "RASA_PORT": str(rasa.port),
-            "ACTION_PORT": str(rasa.port),
+            "RASA_PORT": str(rasa.port if rasa else rasa_port),
+            "ACTION_PORT": str(rasa.port if rasa else action_port),
             "ACUERDO_POLICY_FILE": str(workdir / "policy.yml"),
             "ACUERDO_VAR_DIR": str(workdir / "var"),
             "ACUERDO_LOG_LEVEL": "WARNING",
@@ -129,7 +137,7 @@ def run(messages: int) -> dict[str, object]:
         wait_until(healthy, 30, "the gateway")
         with httpx.Client(base_url=url, timeout=10) as client:
             for n in range(messages + 5):  # the first five warm up connections and caches
-                raw = _body(n)
+                raw = _body(n, text)
                 headers = {
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign_body(SANDBOX_APP_SECRET, raw),
@@ -147,7 +155,8 @@ def run(messages: int) -> dict[str, object]:
         gateway.terminate()
         gateway.wait(15)
         graph.stop()
-        rasa.stop()
+        if rasa:
+            rasa.stop()
 
     def summary(values: list[float]) -> dict[str, float]:
         return {
@@ -162,7 +171,7 @@ def run(messages: int) -> dict[str, object]:
         "ack": summary(acks),
         "webhook_to_send": summary(replies),
         "database": "sqlite",
-        "rasa": "instant echo stand-in",
+        "rasa": "instant echo stand-in" if rasa_port is None else f"real Rasa on :{rasa_port}",
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -173,8 +182,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--smoke", action="store_true", help="20 messages (CI)")
+    parser.add_argument("--rasa-port", type=int, help="a running Rasa server (else an echo)")
+    parser.add_argument("--action-port", type=int, help="its action server")
+    parser.add_argument("--database-url", help="the ledger the action server uses")
+    parser.add_argument("--text", default="mensaje", help="what the debtor writes each turn")
     args = parser.parse_args()
-    result = run(20 if args.smoke else args.messages)
+    result = run(
+        20 if args.smoke else args.messages,
+        args.rasa_port,
+        args.action_port,
+        args.database_url,
+        args.text,
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     ack, send = result["ack"], result["webhook_to_send"]
