@@ -8,10 +8,10 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.spanish import days_past_due_text, money, spoken_date
 from actions.turn import GatedAction, Turn
 from bot.domain.accounts import BalanceBreakdown, balance_breakdown
 from bot.domain.audit import record_audit
+from bot.spanish import days_past_due_text, money, spoken_date
 
 
 def balance_fields(turn: Turn, breakdown: BalanceBreakdown) -> dict[str, Any]:

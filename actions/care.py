@@ -12,7 +12,6 @@ from rasa_sdk.types import DomainDict
 
 from actions.payment_codes import amount_cents_from
 from actions.promises import date_from
-from actions.spanish import money, spoken_date, spoken_datetime
 from actions.turn import GatedAction, Turn, open_turn, sender_channel, sender_phone
 from bot.domain.accounts import balance_breakdown
 from bot.domain.agent_hours import agents_available, next_agent_opening
@@ -25,6 +24,7 @@ from bot.domain.conversations import (
 )
 from bot.domain.negotiation import max_plan_installments
 from bot.domain.payments import find_payment_near
+from bot.spanish import money, spoken_date, spoken_datetime
 
 
 def handoff_priority(turn: Turn) -> int:

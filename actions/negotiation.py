@@ -11,7 +11,6 @@ from rasa_sdk.types import DomainDict
 
 from actions.care import hand_off
 from actions.payment_codes import amount_cents_from, issue_and_send
-from actions.spanish import money, spoken_date
 from actions.turn import GatedAction, Turn, open_turn, verified
 from bot.db.models import Offer, OfferKind, OfferStatus
 from bot.domain.accounts import balance_breakdown
@@ -27,6 +26,7 @@ from bot.domain.negotiation import (
     plan_schedule,
 )
 from bot.nlu.amounts import parse_installments
+from bot.spanish import money, spoken_date
 
 
 def _plan_options(turn: Turn) -> list[int]:

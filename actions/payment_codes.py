@@ -9,7 +9,6 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.spanish import METHOD_NAMES, money, spoken_datetime
 from actions.turn import GatedAction, Turn, last_bot_response, open_turn, verified
 from bot.db.models import Agreement, PaymentCode
 from bot.domain.accounts import balance_breakdown
@@ -18,6 +17,7 @@ from bot.nlu.amounts import parse_amount, parse_payment_method
 from bot.payments.links import payment_url
 from bot.payments.provider import PaymentCodeError, get_provider
 from bot.payments.reconcile import active_code_for
+from bot.spanish import METHOD_NAMES, money, spoken_datetime
 
 # The NLU's payment_method values → the provider's code methods.
 NLU_TO_CODE_METHOD = {"oxxo": "oxxo", "spei": "spei", "card": "card", "bank_deposit": "bank_ref"}

@@ -11,13 +11,13 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.payment_codes import amount_cents_from
-from actions.spanish import money, spoken_date
 from actions.turn import GatedAction, Turn, open_turn
 from bot.domain.accounts import balance_breakdown
 from bot.domain.errors import PromiseRejected
 from bot.domain.money import pesos_to_cents
 from bot.domain.promises import record_promise
 from bot.nlu.dates import parse_date
+from bot.spanish import money, spoken_date
 
 
 def date_from(value: Any, text: str, today: date, *, allow_past: bool = False) -> date | None:

@@ -31,6 +31,7 @@ from bot.domain.accounts import balance_breakdown
 from bot.domain.money import format_money
 from bot.payments import PaymentProvider, active_code_for, payment_url
 from bot.policy import Policy
+from bot.spanish import written_date
 
 PAYMENT_METHOD = "card"  # the link opens the hosted page, which shows every way to pay
 QUICK_REPLY_PAYLOADS = {
@@ -38,20 +39,6 @@ QUICK_REPLY_PAYLOADS = {
     "otra fecha": "/promise_to_pay",
     "hablar con asesor": "/request_agent",
 }
-MONTHS = (
-    "enero",
-    "febrero",
-    "marzo",
-    "abril",
-    "mayo",
-    "junio",
-    "julio",
-    "agosto",
-    "septiembre",
-    "octubre",
-    "noviembre",
-    "diciembre",
-)
 _PLACEHOLDER = re.compile(r"\{\{(\d+)\}\}")
 
 
@@ -67,11 +54,6 @@ def _plain(text: str) -> str:
 def button_payload(title: str) -> str:
     """The Rasa payload of a quick-reply title."""
     return QUICK_REPLY_PAYLOADS.get(_plain(title), title)
-
-
-def written_date(value: date) -> str:
-    """``2026-11-24`` → ``24 de noviembre de 2026``."""
-    return f"{value.day} de {MONTHS[value.month - 1]} de {value.year}"
 
 
 def first_name(full_name: str) -> str:

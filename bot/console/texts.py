@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from bot.spanish import spoken_date
+
 HERE = Path(__file__).parent
 
 
@@ -46,8 +48,7 @@ class ConsoleTexts:
 
     def spoken_date(self, value: date) -> str:
         """``2026-11-27`` → ``viernes 27 de noviembre de 2026``."""
-        weekday = self.raw["weekdays"][value.weekday()]
-        return f"{weekday} {value.day} de {self.raw['months'][value.month - 1]} de {value.year}"
+        return spoken_date(value)
 
 
 @lru_cache(maxsize=1)

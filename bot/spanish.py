@@ -1,4 +1,7 @@
-"""How values are written to debtors: Mexican Spanish dates, money and method names."""
+"""How values are written to debtors in Mexican Spanish: dates, money, method names.
+
+The one place for it: the actions, the console and the campaigns all write through here.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +35,11 @@ METHOD_NAMES = {
 def spoken_date(value: date) -> str:
     """``2026-11-27`` → ``viernes 27 de noviembre de 2026``."""
     return f"{WEEKDAYS[value.weekday()]} {value.day} de {MONTHS[value.month - 1]} de {value.year}"
+
+
+def written_date(value: date) -> str:
+    """``2026-11-24`` → ``24 de noviembre de 2026`` (no weekday, for templates)."""
+    return f"{value.day} de {MONTHS[value.month - 1]} de {value.year}"
 
 
 def spoken_datetime(value: datetime) -> str:
