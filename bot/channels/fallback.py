@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
@@ -120,6 +120,14 @@ def _skip_reason(session: Session, channel: str, address: str) -> str | None:
     if contact.unreachable_at is not None:
         return "unreachable"  # until the person writes to us on that channel (the inbox clears it)
     return None
+
+
+def window_end_after(policy: Policy, clock: Clock, debtor: Debtor, delay: timedelta) -> datetime:
+    """When the contact window that opens after ``delay`` closes again (aware UTC)."""
+    zone = debtor_zone(debtor, clock)
+    opening = (clock.now() + delay).astimezone(zone)
+    end = datetime.combine(opening.date(), contact_rules(policy).end, tzinfo=zone)
+    return end.astimezone(timezone.utc)
 
 
 def contact_delay(policy: Policy, clock: Clock, debtor: Debtor) -> timedelta:
@@ -383,6 +391,13 @@ class ChannelFallback:
         delay = contact_delay(self._policy, self._clock, debtor) if debtor else timedelta(0)
         if delay > timedelta(0):  # outside the contact window: the hop waits for its opening
             result.message.next_attempt_at = scheduling_now() + delay
+            if debtor is not None and "send_before" in (result.message.payload or {}):
+                result.message.payload = {
+                    **(result.message.payload or {}),
+                    "send_before": window_end_after(
+                        self._policy, self._clock, debtor, delay
+                    ).isoformat(),
+                }
         record_audit(
             session,
             self._clock,

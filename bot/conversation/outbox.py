@@ -46,6 +46,7 @@ from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
 from bot.db.models import Conversation, Direction, Message
+from bot.domain.audit import record_audit
 from bot.domain.phones import mask_phone
 from bot.policy import Policy
 
@@ -165,6 +166,8 @@ class _Job:
     body: dict[str, Any]
     last_inbound_at: datetime | None
     idempotency_key: str
+    # Company-started messages must leave inside the debtor's contact window.
+    send_before: datetime | None = None
 
 
 class Outbox:
@@ -263,6 +266,7 @@ class Outbox:
                 body=dict(payload.get("body") or {}),
                 last_inbound_at=conversation.last_inbound_at,
                 idempotency_key=str(key),
+                send_before=_deadline(payload.get("send_before")),
             )
 
     def _finish(self, claim: Claim, status: str, **values: Any) -> bool:
@@ -279,6 +283,32 @@ class Outbox:
             )
             session.commit()
             return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def _expire_late(self, claim: Claim, job: _Job) -> None:
+        with self._sessions() as session:
+            message = session.scalars(
+                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+            ).first()
+            if message is None:
+                return
+            message.status = OutboundStatus.FAILED
+            message.error_code = "window_closed"
+            message.next_attempt_at = None
+            message.updated_at = self._clock.now_utc()
+            conversation = session.get(Conversation, message.conversation_id)
+            record_audit(
+                session,
+                self._clock,
+                actor="system",
+                action="suppression",
+                account_id=conversation.account_id if conversation else None,
+                conversation_id=message.conversation_id,
+                message_id=message.id,
+                reason="contact_window_ended_before_send",
+                send_before=job.send_before.isoformat() if job.send_before else None,
+            )
+            session.commit()
+        log.warning("outbox.too_late", message_id=claim.message_id, channel=job.channel)
 
     def _hold(self, claim: Claim) -> None:
         with self._sessions() as session:
@@ -323,6 +353,12 @@ class Outbox:
         if adapter is None:
             log.error("outbox.no_adapter", channel=job.channel, message_id=claim.message_id)
             await asyncio.to_thread(self._fail_undeliverable, claim, "no_adapter")
+            return
+        if job.send_before is not None and self._clock.now_utc() >= job.send_before:
+            # Late (an outage, a halt): a reminder that would arrive outside the contact
+            # window is not sent at all; the next campaign run decides again.
+            await asyncio.to_thread(self._expire_late, claim, job)
+            self._observer.outbound(job.channel, job.kind, OutboundStatus.FAILED)
             return
         if self._window_closed(job, adapter):
             await asyncio.to_thread(self._hold, claim)
@@ -399,3 +435,14 @@ class Outbox:
                 self._finish, claim, OutboundStatus.FAILED, error_code=error.code[:32]
             )
             self._observer.outbound(job.channel, job.kind, OutboundStatus.FAILED)
+
+
+def _deadline(value: Any) -> datetime | None:
+    """The ``send_before`` of a company-started row (ISO date-time), if any."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
