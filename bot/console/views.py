@@ -333,7 +333,7 @@ def _fill_account(
         "external_id": account.external_id,
         "creditor": account.creditor,
         "product": account.product,
-        "status": account.status,
+        "status": texts.label("statuses", account.status),
         "dispute": "sí" if account.dispute_open else "no",
     }
     view.balance = {
@@ -354,7 +354,7 @@ def _fill_account(
             {
                 "date": promise.promised_date.strftime("%d/%m/%Y"),
                 "amount": format_money(promise.amount_cents),
-                "status": promise.status,
+                "status": texts.label("statuses", promise.status),
                 "by": promise.made_by,
             }
         )
@@ -366,7 +366,7 @@ def _fill_account(
                 "kind": agreement.kind,
                 "total": format_money(agreement.total_cents),
                 "deadline": agreement.deadline.strftime("%d/%m/%Y"),
-                "status": agreement.status,
+                "status": texts.label("statuses", agreement.status),
                 "by": agreement.approved_by,
                 "installments": [
                     f"{i.number}. {i.due_date:%d/%m/%Y} {format_money(i.amount_cents)}"
@@ -397,7 +397,7 @@ def _fill_account(
                 "reference": code.reference,
                 "amount": format_money(code.amount_cents),
                 "expires": local_time(code.expires_at, clock),
-                "status": code.status,
+                "status": texts.label("statuses", code.status),
             }
         )
 
