@@ -12,7 +12,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.payment_codes import amount_cents_from
 from actions.promises import date_from
-from actions.turn import GatedAction, Turn, open_turn, sender_channel, sender_phone
+from actions.turn import GatedAction, Turn, TurnAction, open_turn
 from bot.domain.accounts import balance_breakdown
 from bot.domain.agent_hours import agents_available, next_agent_opening
 from bot.domain.audit import record_audit
@@ -59,79 +59,69 @@ def hand_off(
         )
 
 
-class ActionHandoff(Action):
-    def name(self) -> str:
-        return "action_handoff"
+class ActionHandoff(TurnAction):
+    action_name = "action_handoff"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            hand_off(turn, dispatcher, reason="debtor_request")
+        hand_off(turn, dispatcher, reason="debtor_request")
         return []
 
 
-class ActionOpenDispute(Action):
+class ActionOpenDispute(TurnAction):
     """Record the dispute, stop collection messages and hand to an agent (no disclosure)."""
 
-    def name(self) -> str:
-        return "action_open_dispute"
+    action_name = "action_open_dispute"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        with open_turn(tracker) as turn:
-            if turn.account is not None:
-                open_dispute(
-                    turn.session,
-                    turn.clock,
-                    turn.account,
-                    reason=tracker.latest_message.get("text") or "",
-                    conversation_id=turn.conversation_id,
-                )
-            dispatcher.utter_message(response="utter_dispute_recorded")
-            hand_off(turn, dispatcher, reason="dispute")
+        if turn.account is not None:
+            open_dispute(
+                turn.session,
+                turn.clock,
+                turn.account,
+                reason=tracker.latest_message.get("text") or "",
+                conversation_id=turn.conversation_id,
+            )
+        dispatcher.utter_message(response="utter_dispute_recorded")
+        hand_off(turn, dispatcher, reason="dispute")
         return []
 
 
-class ActionOptOut(Action):
-    def name(self) -> str:
-        return "action_opt_out"
+class ActionOptOut(TurnAction):
+    action_name = "action_opt_out"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        phone = sender_phone(tracker)
-        with open_turn(tracker) as turn:
-            if phone:
-                opt_out(
-                    turn.session,
-                    turn.clock,
-                    sender_channel(tracker),
-                    phone,
-                    conversation_id=turn.conversation_id,
-                )
+        if turn.conversation is not None:  # the sender's channel and E.164 number
+            opt_out(
+                turn.session,
+                turn.clock,
+                turn.conversation.channel,
+                turn.conversation.address,
+                conversation_id=turn.conversation_id,
+            )
         dispatcher.utter_message(response="utter_opt_out_confirmed")
         return []
 
 
-class ActionWrongPerson(Action):
-    def name(self) -> str:
-        return "action_wrong_person"
+class ActionWrongPerson(TurnAction):
+    action_name = "action_wrong_person"
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    def respond(
+        self, turn: Turn, dispatcher: CollectingDispatcher, tracker: Tracker
     ) -> list[EventType]:
-        phone = sender_phone(tracker)
-        with open_turn(tracker) as turn:
-            if phone:
-                flag_wrong_number(
-                    turn.session,
-                    turn.clock,
-                    sender_channel(tracker),
-                    phone,
-                    conversation_id=turn.conversation_id,
-                )
+        if turn.conversation is not None:
+            flag_wrong_number(
+                turn.session,
+                turn.clock,
+                turn.conversation.channel,
+                turn.conversation.address,
+                conversation_id=turn.conversation_id,
+            )
         dispatcher.utter_message(response="utter_wrong_person")
         return [SlotSet("verified", False)]
 
