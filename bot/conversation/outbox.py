@@ -286,9 +286,7 @@ class Outbox:
 
     def _expire_late(self, claim: Claim, job: _Job) -> None:
         with self._sessions() as session:
-            message = session.scalars(
-                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-            ).first()
+            message = _claimed(session, claim)
             if message is None:
                 return
             message.status = OutboundStatus.FAILED
@@ -312,9 +310,7 @@ class Outbox:
 
     def _hold(self, claim: Claim) -> None:
         with self._sessions() as session:
-            message = session.scalars(
-                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-            ).first()
+            message = _claimed(session, claim)
             if message is None:
                 return
             self.hold_in_session(session, message)
@@ -324,9 +320,7 @@ class Outbox:
     def _fail_undeliverable(self, claim: Claim, code: str) -> None:
         """Mark the row failed and let the fallback act on it, in one transaction."""
         with self._sessions() as session:
-            message = session.scalars(
-                select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-            ).first()
+            message = _claimed(session, claim)
             if message is None:
                 return
             message.status = OutboundStatus.FAILED
@@ -446,3 +440,10 @@ def _deadline(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else None
+
+
+def _claimed(session: Session, claim: Claim) -> Message | None:
+    """The outbound row, if this claim still holds it (a taken-over claim gets None)."""
+    return session.scalars(
+        select(Message).where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+    ).first()
