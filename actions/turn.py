@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
@@ -47,9 +47,8 @@ class Turn:
 
 def sender_phone(tracker: Tracker) -> str | None:
     """The debtor's phone: the gateway's metadata, else the sender id (an E.164 number)."""
-    metadata: dict[str, Any] = tracker.get_slot("session_started_metadata") or {}
     latest = (tracker.latest_message or {}).get("metadata") or {}
-    for candidate in (latest.get("phone"), metadata.get("phone"), tracker.sender_id):
+    for candidate in (latest.get("phone"), tracker.sender_id):
         if not candidate:
             continue
         try:
