@@ -205,7 +205,9 @@ def transcript(
                     media_url=f"/console/media/{row.id}" if view_as else None,
                     view_as=view_as,
                 )
-            note = texts.label("inbound_notes", row.status, "")
+            note = texts.label("inbound_notes", row.error_code, "") or texts.label(
+                "inbound_notes", row.status, ""
+            )
         else:
             mark, mark_title = texts.section("marks").get(row.status) or ("", row.status)
             if row.error_code:

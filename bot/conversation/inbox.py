@@ -23,8 +23,9 @@ from bot.channels.base import (
     SendOutcome,
     StatusUpdate,
 )
-from bot.clock import Clock
+from bot.clock import Clock, wall_clock_utc
 from bot.conversation.claims import InboundStatus, OutboundStatus
+from bot.conversation.rate_limit import RECEIVED_AT
 from bot.db.models import ContactPoint, Direction, Message
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
@@ -56,7 +57,11 @@ class StoreResult:
 
 
 def _inbound_payload(message: InboundMessage) -> dict[str, Any]:
-    payload: dict[str, Any] = {"details": dict(message.details)}
+    # Real arrival time (the business clock may be pinned): the rate limit's window.
+    payload: dict[str, Any] = {
+        "details": dict(message.details),
+        RECEIVED_AT: wall_clock_utc().isoformat(),
+    }
     if message.payload is not None:
         payload["reply_id"] = message.payload
     if message.profile_name:

@@ -41,6 +41,7 @@ from bot.conversation.claims import (
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.outbox import enqueue
 from bot.conversation.rasa import RasaClient, RasaRejected, RasaUnavailable
+from bot.conversation.rate_limit import RATE_LIMITED, RateDecision, rate_decision
 from bot.conversation.replies import Replies
 from bot.conversation.responses import outbound_from_rasa
 from bot.conversation.tuning import Tuning
@@ -66,6 +67,7 @@ class _Job:
     agent_holds: bool
     menu: tuple[str, ...]  # payloads of the last numbered menu sent to this person
     emoji: str | None
+    rate: RateDecision  # over the conversation's rate limit: not answered (tell them once)
 
 
 def _menu_payloads(session: Session, conversation_id: int, before_id: int) -> tuple[str, ...]:
@@ -152,6 +154,12 @@ class Pipeline:
                 agent_holds=conversation.state == ConversationState.AGENT.value,
                 menu=_menu_payloads(session, conversation.id, message.id),
                 emoji=details.get("emoji"),
+                rate=rate_decision(
+                    session,
+                    message,
+                    limit=self._tuning.rate_limit_messages,
+                    window=self._tuning.rate_limit_seconds,
+                ),
             )
 
     def _complete(
@@ -198,6 +206,19 @@ class Pipeline:
                     conversation_id=job.conversation_id,
                     message_id=job.message_id,
                     kind=job.kind,
+                )
+            if error == RATE_LIMITED and job.rate.notice:
+                conversation = session.get(Conversation, job.conversation_id)
+                record_audit(
+                    session,
+                    self._clock,
+                    actor="system",
+                    action="rate_limited",
+                    account_id=conversation.account_id if conversation else None,
+                    conversation_id=job.conversation_id,
+                    message_id=job.message_id,
+                    limit=self._tuning.rate_limit_messages,
+                    window_seconds=self._tuning.rate_limit_seconds,
                 )
             session.commit()
         return True
@@ -274,6 +295,21 @@ class Pipeline:
         self._mark_read(adapter, job)
         return [OutboundMessage(text=self._replies.unsupported)]
 
+    async def _throttle(
+        self, claim: Claim, job: _Job, adapter: ChannelAdapter, context: dict[str, Any]
+    ) -> None:
+        """Finish a message of a flood without Rasa; the first of a flood gets the notice."""
+        notice = OutboundMessage(text=self._replies.rate_limited)
+        rendered = adapter.render(notice) if job.rate.notice else []
+        done = await asyncio.to_thread(
+            self._complete, claim, job, InboundStatus.SKIPPED, rendered, error=RATE_LIMITED
+        )
+        if done and job.rate.notice:
+            log.warning("pipeline.rate_limited", notice=True, **context)
+            self._wake_outbox()
+        elif done:
+            log.info("pipeline.rate_limited", notice=False, **context)
+
     async def process(self, claim: Claim) -> None:
         """Handle one claimed inbound message."""
         started = time.monotonic()
@@ -294,6 +330,10 @@ class Pipeline:
                 log.info(
                     "pipeline.not_answered", reason="agent" if adapter else "no_adapter", **context
                 )
+                return
+            if job.rate.limited:
+                await self._throttle(claim, job, adapter, context)
+                self._observer.processed(time.monotonic() - started, RATE_LIMITED)
                 return
             responses = await self._responses(claim, job, adapter)
             if responses is None:

@@ -16,6 +16,7 @@ REPLIES_FILE = Path(__file__).with_name("replies.yml")
 class Replies:
     evidence_received: str
     unsupported: str
+    rate_limited: str
     payment_code_caption: str
     payment_code_clabe_line: str
     payment_code_open_link: str

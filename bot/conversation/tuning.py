@@ -15,6 +15,8 @@ ENV_OVERRIDES = {
     "ACUERDO_SEND_TIMEOUT": "send_timeout",
     "ACUERDO_RETRY_BASE_SECONDS": "retry_base",
     "ACUERDO_RETRY_CAP_SECONDS": "retry_cap",
+    "ACUERDO_RATE_LIMIT_MESSAGES": "rate_limit_messages",  # a count
+    "ACUERDO_RATE_LIMIT_SECONDS": "rate_limit_seconds",
 }
 
 
@@ -35,11 +37,16 @@ class Tuning:
     pace_seconds: float = 6.0  # first pause after a "too many messages to this person"
     halt_seconds: float = 3600.0  # pause of all sending after an account-level block
     max_body_bytes: int = 3 * 1024 * 1024
+    # Per conversation, at most this many inbound messages within the window reach Rasa;
+    # the rest of a flood is stored, not answered, and the person is told once.
+    rate_limit_messages: int = 20
+    rate_limit_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tuning:
         """The defaults, with any ``ENV_OVERRIDES`` variable that is set applied."""
         environ = os.environ if environ is None else environ
+        defaults = cls()
         changes: dict[str, float] = {}
         for variable, name in ENV_OVERRIDES.items():
             value = environ.get(variable)
@@ -51,8 +58,12 @@ class Tuning:
                 raise ValueError(f"Invalid setting {variable}: '{value}' is not a number") from None
             if number <= 0:
                 raise ValueError(f"Invalid setting {variable}: must be positive")
+            if isinstance(getattr(defaults, name), int):
+                if not number.is_integer():
+                    raise ValueError(f"Invalid setting {variable}: must be a whole number")
+                number = int(number)
             changes[name] = number
-        return replace(cls(), **changes)  # type: ignore[arg-type]  # all overrides are floats
+        return replace(defaults, **changes)  # type: ignore[arg-type]  # numbers of the right kind
 
     def backoff(self, attempt: int, *, base: float | None = None) -> float:
         """Exponential back-off with jitter for the ``attempt``-th try (1-based)."""

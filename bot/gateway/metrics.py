@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from bot.conversation.rate_limit import RATE_LIMITED
+
 MESSAGES_IN = Counter(
     "acuerdo_messages_in_total", "Inbound messages stored, by channel and kind", ["channel", "kind"]
 )
@@ -22,6 +24,10 @@ STATUSES = Counter(
     "acuerdo_delivery_status_total",
     "Delivery receipts by channel and status",
     ["channel", "status"],
+)
+THROTTLED_IN = Counter(
+    "acuerdo_messages_rate_limited_total",
+    "Inbound messages kept but not answered: their conversation was over its rate limit",
 )
 PROCESSING_SECONDS = Histogram(
     "acuerdo_processing_seconds",
@@ -63,6 +69,8 @@ class PrometheusObserver:
 
     def processed(self, seconds: float, outcome: str) -> None:
         PROCESSING_SECONDS.labels(outcome).observe(seconds)
+        if outcome == RATE_LIMITED:
+            THROTTLED_IN.inc()
 
     def sent(self, seconds: float) -> None:
         SEND_SECONDS.observe(seconds)
