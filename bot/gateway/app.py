@@ -15,6 +15,7 @@ from bot import console
 from bot.config import Settings, SettingsError, load_settings
 from bot.conversation.tuning import Tuning
 from bot.dashboard import routes as dashboard_routes
+from bot.gateway.intake import MAX_BODY_BYTES, BodyLimitMiddleware, body_limits
 from bot.gateway.logging import configure_logging
 from bot.gateway.routes import health, payments, rcs, sandbox, whatsapp
 from bot.gateway.runtime import GatewayRuntime
@@ -55,6 +56,9 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+    )
+    app.add_middleware(
+        BodyLimitMiddleware, limits=body_limits(runtime.tuning), default=MAX_BODY_BYTES
     )
     app.state.runtime = runtime
     app.state.campaign_scheduler = scheduler

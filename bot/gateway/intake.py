@@ -6,22 +6,117 @@ only after the commit, and the workers are woken to process after it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.channels.base import ChannelAdapter, Delivery, InvalidDelivery
 from bot.conversation.inbox import StoreResult, store_delivery
+from bot.conversation.tuning import Tuning
 from bot.gateway.metrics import DUPLICATES_IN, STATUSES, WEBHOOK_REJECTED
 from bot.gateway.runtime import GatewayRuntime
 
 log = structlog.get_logger("acuerdo.webhook")
 
 
-class BodyTooLarge(Exception):
-    pass
+# Every request body but a channel webhook's is small: console forms, sign-in, the sandbox's
+# JSON API, payment-provider webhooks. Channel webhooks get ``Tuning.max_body_bytes``.
+MAX_BODY_BYTES = 64 * 1024
+CHANNEL_WEBHOOK_PATHS = ("/webhooks/whatsapp", "/webhooks/rcs")
+
+
+class BodyTooLarge(HTTPException):
+    """A body over its limit: 413, from the middleware or from :func:`read_body`."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "body too large")
+
+
+class BodyLimitMiddleware:
+    """413 for any request body over the limit of its path, before the route runs.
+
+    A declared ``Content-Length`` over the limit is refused without reading a byte; a body
+    without one (chunked) is read up to the limit and refused at the first byte past it, or
+    handed on whole. ``limits`` maps path prefixes to byte limits (the longest prefix wins);
+    any other path gets ``default``.
+    """
+
+    def __init__(self, app: ASGIApp, *, limits: Mapping[str, int], default: int) -> None:
+        self.app = app
+        self.limits = sorted(limits.items(), key=lambda item: len(item[0]), reverse=True)
+        self.default = default
+
+    def limit_for(self, path: str) -> int:
+        """The body limit, in bytes, of requests to ``path``."""
+        matches = (limit for prefix, limit in self.limits if path.startswith(prefix))
+        return next(matches, self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope["path"])
+        headers = {key.lower(): value for key, value in scope["headers"]}
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > limit:
+                await self._refuse(scope, send, limit)
+                return
+            await self.app(scope, receive, send)
+            return
+        if b"transfer-encoding" not in headers:  # no body at all
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(scope, send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        log.warning("request.body_too_large", path=scope["path"][:100], limit=limit)
+        response = JSONResponse({"detail": "body too large"}, status_code=413)
+        response.headers["connection"] = "close"
+        await response(scope, _no_body, send)
+
+
+def body_limits(tuning: Tuning) -> dict[str, int]:
+    """The per-path limits of :class:`BodyLimitMiddleware`: channel webhooks get the tuning's."""
+    return dict.fromkeys(CHANNEL_WEBHOOK_PATHS, tuning.max_body_bytes)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the already-read body once, then waits as the original does."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def read_body(request: Request, limit: int) -> bytes:
