@@ -179,6 +179,15 @@ class SendError(Exception):
         self.retry_after = retry_after
 
 
+def opaque_answer(status: int, content_type: str | None) -> str:
+    """The detail of an error answer that is not JSON (a proxy's HTML page…).
+
+    Its text is not kept: it may quote the request (the number, even the bearer token),
+    and the detail goes to the logs.
+    """
+    return f"HTTP {status} {(content_type or 'without content type').split(';')[0]}, not JSON"
+
+
 class ChannelAdapter(Protocol):
     """What every channel offers the gateway."""
 

@@ -24,6 +24,7 @@ from bot.channels.base import (
     SendError,
     SendOutcome,
     SendResult,
+    opaque_answer,
 )
 from bot.channels.rcs_auth import ServiceAccountTokens, StaticToken, TokenProvider
 from bot.channels.rcs_parse import (
@@ -59,7 +60,7 @@ def _google_error(response: httpx.Response) -> str:
     try:
         data = response.json()
     except ValueError:
-        return response.text[:200]
+        return opaque_answer(response.status_code, response.headers.get("content-type"))
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return ""

@@ -22,6 +22,7 @@ from bot.channels.base import (
     SendError,
     SendOutcome,
     SendResult,
+    opaque_answer,
 )
 from bot.channels.labels import channel_labels
 from bot.channels.text_limits import split_text
@@ -109,7 +110,7 @@ def classify_twilio_failure(response: httpx.Response) -> SendError:
             code = int(raw) if isinstance(raw, (int, str)) and str(raw).isdigit() else None
             detail = str(data.get("message") or "")[:200]
     except ValueError:
-        detail = response.text[:200]
+        detail = opaque_answer(response.status_code, response.headers.get("content-type"))
     outcome = TWILIO_ERRORS.get(code) if code is not None else None
     if outcome is None:
         status = response.status_code

@@ -22,6 +22,7 @@ from bot.channels.base import (
     SendError,
     SendOutcome,
     SendResult,
+    opaque_answer,
 )
 from bot.channels.whatsapp_errors import ERROR_OUTCOMES
 from bot.channels.whatsapp_media import fetch_media
@@ -51,7 +52,7 @@ def _graph_error(response: httpx.Response) -> tuple[int | None, str]:
     try:
         data = response.json()
     except ValueError:
-        return None, response.text[:200]
+        return None, opaque_answer(response.status_code, response.headers.get("content-type"))
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return None, ""
