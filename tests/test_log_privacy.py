@@ -46,6 +46,7 @@ from bot.db.models import PaymentCode
 from bot.domain.conversations import get_or_create_conversation, request_handoff
 from bot.domain.phones import whatsapp_id
 from bot.gateway.logging import ScrubFilter, scrub, scrub_text
+from bot.gateway.supervisor import ChildSpec, Supervisor
 from bot.payments import get_provider
 from bot.payments.local import local_webhook_body, sign_local_webhook
 from bot.policy import Policy
@@ -611,6 +612,7 @@ def test_the_safety_net_hides_numbers_birth_dates_and_tokens_in_any_text(
         "monto $12,500.00 en 3 pagos",
         "attempt=2 message_id=1234 code=131026",
         "Invalid OAuth access token - Cannot parse access token",
+        "Loading model models/20261123-101530-brave-dog.tar.gz",
     ],
 )
 def test_the_safety_net_leaves_ordinary_log_text_alone(kept: str) -> None:
@@ -653,6 +655,23 @@ def test_a_database_error_logged_with_its_traceback_shows_no_parameters() -> Non
         logger.removeHandler(handler)
     printed = stream.getvalue()
     assert "IntegrityError" in printed
+    assert "15/03/1985" not in printed and "5512340001" not in printed
+
+
+def test_what_rasa_and_the_action_server_print_under_acuerdo_up_is_scrubbed() -> None:
+    """Their own log settings may print the sender and the text (Rasa at DEBUG does)."""
+    said = (
+        f"DEBUG rasa.core.processor - Received user message '15/03/1985' from {WHATSAPP_DEBTOR}"
+        f"\nINFO sanic.access - POST /conversations/{WHATSAPP_DEBTOR}/tracker/events 200"
+    )
+    out = io.StringIO()
+    command = [sys.executable, "-c", f"print({said!r})"]
+    supervisor = Supervisor([ChildSpec("rasa", command, dict(os.environ))], out=out, grace=5)
+    supervisor.start()
+    wait_until(lambda: out.getvalue().count("\n") >= 2, 10, "the child's two lines")
+    supervisor.stop()
+    printed = out.getvalue()
+    assert "rasa |" in printed and "/tracker/events" in printed
     assert "15/03/1985" not in printed and "5512340001" not in printed
 
 

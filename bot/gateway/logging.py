@@ -51,8 +51,10 @@ SECRET_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 # 10+ digits, single separators allowed ("+52 1 55 1234-5678", "(55) 1234 5678"); an ISO
-# date followed by a time ("2026-11-23 07:23") is not a phone number.
-_LONG_DIGITS = re.compile(r"(?<!\d)(?!\d{4}-\d\d-\d\d\b)\+?\d(?:[ ().-]{0,2}\d){9,}(?!\d)")
+# date followed by a time ("2026-11-23 07:23") or a Rasa model's stamp is not a number.
+_LONG_DIGITS = re.compile(
+    r"(?<!\d)(?!\d{4}-\d\d-\d\d\b|\d{8}-\d{6}\b)\+?\d(?:[ ().-]{0,2}\d){9,}(?!\d)"
+)
 _MONTHS = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
 _DATES = (  # (pattern, group holding the year)
     (re.compile(r"(?<!\d)\d{1,2}[/.-]\d{1,2}[/.-](\d{4})(?!\d)"), 1),

@@ -21,6 +21,8 @@ from typing import TextIO
 
 import httpx
 
+from bot.gateway.logging import scrub_text
+
 COLORS = ("\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m")
 RESET = "\033[0m"
 
@@ -79,7 +81,8 @@ class Supervisor:
         assert child.process is not None and child.process.stdout is not None
         for line in child.process.stdout:
             with self._lock:
-                self.out.write(f"{child.prefix} {line.rstrip()}\n")
+                # Rasa and the action server log with their own settings: scrub them here.
+                self.out.write(f"{child.prefix} {scrub_text(line.rstrip())}\n")
                 self.out.flush()
 
     def start(self) -> None:
