@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, alias="ACUERDO_PORT", ge=1, le=65535)
     rasa_port: int = Field(5005, alias="RASA_PORT", ge=1, le=65535)
     action_port: int = Field(5055, alias="ACTION_PORT", ge=1, le=65535)
+    # Scale-out (README "Deployment on more than one machine"): the Rasa servers the gateway
+    # spreads turns over, and the action server's base URL for its health check.
+    rasa_urls: str | None = Field(None, alias="RASA_URLS")
+    action_server_url: str | None = Field(None, alias="ACTION_SERVER_URL")
     public_url: str = Field("http://localhost:8000", alias="ACUERDO_PUBLIC_URL")
     secret_key: str | None = Field(None, alias="ACUERDO_SECRET_KEY")
     policy_file: str = Field("policy.yml", alias="ACUERDO_POLICY_FILE")
@@ -85,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("rcs_api_base_url", "sms_api_base_url")
+    @field_validator("rcs_api_base_url", "sms_api_base_url", "action_server_url")
     @classmethod
     def _optional_http_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -93,6 +97,17 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("rasa_urls")
+    @classmethod
+    def _url_list(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        urls = [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"'{url}' is not an http:// or https:// URL")
+        return ",".join(urls)
 
     @field_validator("payments_provider")
     @classmethod
@@ -114,6 +129,17 @@ class Settings(BaseSettings):
     def sms_enabled(self) -> bool:
         """True when the SMS account is configured (SMS_API_BASE_URL defaults to Twilio's)."""
         return bool(self.sms_account_sid and self.sms_auth_token and self.sms_from)
+
+    @property
+    def rasa_server_urls(self) -> list[str]:
+        """Every Rasa server the gateway may use (one on ``RASA_PORT`` unless ``RASA_URLS``)."""
+        if self.rasa_urls:
+            return self.rasa_urls.split(",")
+        return [f"http://127.0.0.1:{self.rasa_port}"]
+
+    @property
+    def action_base_url(self) -> str:
+        return self.action_server_url or f"http://127.0.0.1:{self.action_port}"
 
     def clock(self) -> Clock:
         """The application's clock (pinned when ``ACUERDO_NOW`` is set)."""

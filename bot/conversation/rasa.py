@@ -1,10 +1,25 @@
-"""The Rasa server's REST channel, seen from the gateway (``POST /webhooks/rest/webhook``)."""
+"""The Rasa servers' REST channel, seen from the gateway (``POST /webhooks/rest/webhook``).
+
+One gateway may use several Rasa servers that share a tracker store and a lock store (the
+scaled deployment in the README). Each sender has a preferred server (a stable hash), so
+its turns go to one place while that server is up; a server that refuses connections or
+dies mid-request is skipped for a few seconds and the turn goes to the next one at once.
+"""
 
 from __future__ import annotations
 
+import time
+import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import structlog
+
+log = structlog.get_logger("acuerdo.rasa")
+
+# How long a server that refused a connection or died mid-request is passed over.
+DOWN_SECONDS = 5.0
 
 
 class RasaUnavailable(RuntimeError):
@@ -15,14 +30,49 @@ class RasaRejected(RuntimeError):
     """Rasa refused the request itself (a 4xx): retrying the same request cannot help."""
 
 
-class RasaClient:
-    """Sends one user message and returns Rasa's responses."""
+class _ServerDown(Exception):
+    """This server could not take the request (the turn never ran there): try another."""
 
-    def __init__(self, rasa_url: str, action_health_url: str | None, timeout: float) -> None:
-        self.webhook_url = f"{rasa_url.rstrip('/')}/webhooks/rest/webhook"
-        self.status_url = rasa_url.rstrip("/") + "/"
+
+class RasaClient:
+    """Sends one user message to a Rasa server and returns its responses."""
+
+    def __init__(
+        self,
+        rasa_urls: str | Sequence[str],
+        action_health_url: str | None,
+        timeout: float,
+    ) -> None:
+        urls = [rasa_urls] if isinstance(rasa_urls, str) else list(rasa_urls)
+        if not urls:
+            raise ValueError("at least one Rasa server URL is needed")
+        self.base_urls = [url.rstrip("/") for url in urls]
         self.action_health_url = action_health_url
+        self._down_until = [0.0] * len(self.base_urls)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+
+    # The first server's URLs (kept for callers and tests written for one server).
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.base_urls[0]}/webhooks/rest/webhook"
+
+    @property
+    def status_url(self) -> str:
+        return self.base_urls[0] + "/"
+
+    def _order(self, sender: str) -> list[int]:
+        """Server indexes to try for ``sender``: its preferred one first, ones marked down last."""
+        count = len(self.base_urls)
+        start = zlib.crc32(sender.encode()) % count
+        order = [(start + step) % count for step in range(count)]
+        now = time.monotonic()
+        return [i for i in order if self._down_until[i] <= now] + [
+            i for i in order if self._down_until[i] > now
+        ]
+
+    def _mark_down(self, index: int, reason: str) -> None:
+        self._down_until[index] = time.monotonic() + DOWN_SECONDS
+        log.warning("rasa.server_down", server=self.base_urls[index], reason=reason)
 
     async def actions_ready(self) -> bool:
         """True when the action server answers its health check (or none is configured)."""
@@ -35,31 +85,51 @@ class RasaClient:
         return response.status_code == 200
 
     async def rasa_ready(self) -> bool:
+        """True when at least one Rasa server answers."""
+        for base in self.base_urls:
+            try:
+                response = await self._client.get(base + "/", timeout=5.0)
+            except httpx.HTTPError:
+                continue
+            if response.status_code == 200:
+                return True
+        return False
+
+    async def _post_turn(self, index: int, body: dict[str, Any]) -> httpx.Response:
+        url = f"{self.base_urls[index]}/webhooks/rest/webhook"
         try:
-            response = await self._client.get(self.status_url, timeout=5.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+            return await self._client.post(url, json=body)
+        except httpx.TimeoutException as exc:
+            # The turn may still be running there: do not start it elsewhere too.
+            raise RasaUnavailable(f"Rasa timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            # Refused, reset or cut mid-response: that process is gone or going. Rasa
+            # saves a tracker only when the turn ends, so the turn can run elsewhere.
+            self._mark_down(index, type(exc).__name__)
+            raise _ServerDown(type(exc).__name__) from None
 
     async def send(
         self, sender: str, message: str, metadata: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """Rasa's responses to ``message`` from ``sender``.
 
-        The action server is checked first: when it is down, Rasa would still take the
-        message into the tracker but answer nothing, and a retry would then repeat it.
+        The action server is checked before and after the turn: Rasa takes a message into
+        the tracker and answers 200 even when an action could not run (it logs the error
+        and goes on), so a turn during which the action server was down is retried.
         """
         if not await self.actions_ready():
             raise RasaUnavailable("action server not reachable")
-        try:
-            response = await self._client.post(
-                self.webhook_url,
-                json={"sender": sender, "message": message, "metadata": metadata},
-            )
-        except httpx.TimeoutException as exc:
-            raise RasaUnavailable(f"Rasa timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise RasaUnavailable(f"Rasa not reachable ({type(exc).__name__})") from None
+        body = {"sender": sender, "message": message, "metadata": metadata}
+        response: httpx.Response | None = None
+        reasons: list[str] = []
+        for index in self._order(sender):
+            try:
+                response = await self._post_turn(index, body)
+                break
+            except _ServerDown as exc:
+                reasons.append(str(exc))
+        if response is None:
+            raise RasaUnavailable(f"no Rasa server reachable ({', '.join(reasons)})")
         if response.status_code in (408, 429) or response.status_code >= 500:
             raise RasaUnavailable(f"Rasa answered {response.status_code}")
         if response.status_code // 100 != 2:
@@ -70,24 +140,32 @@ class RasaClient:
             raise RasaUnavailable("Rasa answered something that is not JSON") from None
         if not isinstance(data, list):
             raise RasaUnavailable("Rasa answered JSON that is not a list")
+        if not await self.actions_ready():
+            raise RasaUnavailable("action server went away during the turn")
         return [item for item in data if isinstance(item, dict)]
 
     async def append_event(self, sender: str, event: str) -> None:
         """Append one bare event (``pause``, ``resume``) to ``sender``'s tracker.
 
         Uses the HTTP API of ``rasa run --enable-api``. A paused tracker makes Rasa ignore
-        the sender's messages; the console pauses it while an agent holds the chat.
+        the sender's messages; the console pauses it while an agent holds the chat. The
+        servers share their tracker store, so any server that answers will do.
         """
-        # The sender goes in raw: Rasa's route does not unquote it ("+52…" stays "+52…").
-        url = f"{self.status_url}conversations/{sender}/tracker/events"
-        try:
-            response = await self._client.post(
-                url, params={"include_events": "NONE"}, json={"event": event}, timeout=10.0
-            )
-        except httpx.HTTPError as exc:
-            raise RasaUnavailable(f"Rasa not reachable ({type(exc).__name__})") from None
-        if response.status_code // 100 != 2:
-            raise RasaUnavailable(f"Rasa answered {response.status_code} to a '{event}' event")
+        failures: list[str] = []
+        for index in self._order(sender):
+            # The sender goes in raw: Rasa's route does not unquote it ("+52…" stays "+52…").
+            url = f"{self.base_urls[index]}/conversations/{sender}/tracker/events"
+            try:
+                response = await self._client.post(
+                    url, params={"include_events": "NONE"}, json={"event": event}, timeout=10.0
+                )
+            except httpx.HTTPError as exc:
+                failures.append(f"not reachable ({type(exc).__name__})")
+                continue
+            if response.status_code // 100 == 2:
+                return
+            failures.append(f"answered {response.status_code}")
+        raise RasaUnavailable(f"Rasa {'; '.join(failures)} to a '{event}' event")
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -67,8 +67,8 @@ class GatewayRuntime:
                 self.adapters[adapter.name] = adapter
         self.fallback = ChannelFallback(self.policy, self.clock, self.adapters.keys())
         self.rasa = RasaClient(
-            f"http://127.0.0.1:{settings.rasa_port}",
-            f"http://127.0.0.1:{settings.action_port}/health",
+            settings.rasa_server_urls,
+            f"{settings.action_base_url}/health",
             self.tuning.rasa_timeout,
         )
         self.outbox = Outbox(
