@@ -140,6 +140,10 @@ class WhatsAppAdapter:
             "to": whatsapp_id(recipient),
             **body,
         }
+        if idempotency_key:
+            # Echoed in this message's status webhooks; the same for every attempt of one
+            # outbox row, so a duplicate send can be told from a second message.
+            wire["biz_opaque_callback_data"] = idempotency_key
         response = await self._post(wire)
         if response.status_code // 100 != 2:
             raise classify_failure(response)
