@@ -14,14 +14,49 @@ LOCKED`` so concurrent gateway processes do not queue up behind each other.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+import structlog
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from bot.clock import wall_clock_utc
 from bot.db.models import Message
+
+T = TypeVar("T")
+log = structlog.get_logger("acuerdo.claims")
+
+
+async def persist_patiently(step: Callable[..., T], *args: object, budget: float, what: str) -> T:
+    """Run the database ``step`` in a thread, retrying it while the database is unreachable.
+
+    For a result that must not be lost once the outside world has seen it (a message
+    WhatsApp accepted, replies Rasa produced): a database restart of a few seconds then
+    delays the record instead of leaving the row to be redone when its lease runs out.
+    Gives up (re-raises) after ``budget`` seconds; the fence still guards against a
+    worker that took the row over meanwhile.
+    """
+    deadline = time.monotonic() + budget
+    delay = 0.1
+    while True:
+        try:
+            return await asyncio.to_thread(step, *args)
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and not (
+                exc.connection_invalidated or isinstance(exc, OperationalError)
+            ):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("db.unavailable_retrying", step=what, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class InboundStatus:

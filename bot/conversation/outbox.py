@@ -11,6 +11,7 @@ the person writes again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from bot.conversation.claims import (
     claim_rows,
     earliest_due,
     fenced,
+    persist_patiently,
     release_after,
     scheduling_now,
 )
@@ -366,12 +368,18 @@ class Outbox:
             return
         self._observer.sent(time.monotonic() - started)
         self._observer.outbound(job.channel, job.kind, OutboundStatus.SENT)
-        recorded = await asyncio.to_thread(
-            self._finish,
-            claim,
-            OutboundStatus.SENT,
-            external_id=result.external_id,
-            error_code=None,
+        # WhatsApp has the message now: record it even through a database restart, or the
+        # row would be sent again when its lease runs out.
+        recorded = await persist_patiently(
+            functools.partial(
+                self._finish,
+                claim,
+                OutboundStatus.SENT,
+                external_id=result.external_id,
+                error_code=None,
+            ),
+            budget=self._tuning.lease_seconds / 2,
+            what="outbox.record_sent",
         )
         if not recorded:
             log.warning("outbox.sent_after_lease_lost", message_id=claim.message_id)

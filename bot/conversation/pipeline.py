@@ -36,6 +36,7 @@ from bot.conversation.claims import (
     claim_rows,
     earliest_due,
     fenced,
+    persist_patiently,
     release_after,
 )
 from bot.conversation.observer import NullObserver, Observer
@@ -194,6 +195,7 @@ class Pipeline:
                     conversation_id=job.conversation_id,
                     channel=job.channel,
                     rendered=item,
+                    extra={"in_reply_to": job.message_id},
                 )
             if job.kind in {k.value for k in EVIDENCE_KINDS}:
                 conversation = session.get(Conversation, job.conversation_id)
@@ -340,7 +342,17 @@ class Pipeline:
                 self._observer.processed(time.monotonic() - started, "retry")
                 return
             rendered = [item for response in responses for item in adapter.render(response)]
-            done = await asyncio.to_thread(self._complete, claim, job, InboundStatus.DONE, rendered)
+            # Rasa has taken the turn: keep its replies through a database restart rather
+            # than have the message run through Rasa again when the lease runs out.
+            done = await persist_patiently(
+                self._complete,
+                claim,
+                job,
+                InboundStatus.DONE,
+                rendered,
+                budget=self._tuning.lease_seconds / 2,
+                what="pipeline.complete",
+            )
         except RasaRejected as exc:
             log.error("pipeline.rasa_rejected", reason=str(exc), **context)
             await asyncio.to_thread(

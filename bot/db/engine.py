@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+log = structlog.get_logger("acuerdo.db")
+
+# How long opening a PostgreSQL connection keeps trying while the server is down (a restart,
+# a failover) before the error reaches the caller. ``ACUERDO_DB_CONNECT_PATIENCE`` seconds.
+DEFAULT_CONNECT_PATIENCE = 10.0
+
+
+def connect_patience() -> float:
+    value = os.environ.get("ACUERDO_DB_CONNECT_PATIENCE")
+    try:
+        return max(0.0, float(value)) if value else DEFAULT_CONNECT_PATIENCE
+    except ValueError:
+        return DEFAULT_CONNECT_PATIENCE
+
+
+def _patient_connect(engine: Engine, patience: float) -> None:
+    """New PostgreSQL connections wait out a short outage instead of failing at once."""
+    dbapi_error = engine.dialect.loaded_dbapi.OperationalError
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dbapi_error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("db.connect_retrying", retry_in=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
 
 def make_engine(url: str) -> Engine:
@@ -21,6 +57,8 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "postgresql" and connect_patience() > 0:
+        _patient_connect(engine, connect_patience())
     if url.startswith("sqlite"):
 
         @event.listens_for(engine, "connect")
