@@ -4,7 +4,9 @@
 Rasa wraps every tracker store in a fail-safe that, on any error, silently falls back to an
 in-memory store: during a PostgreSQL restart a turn would start from an empty tracker (the
 conversation forgotten) and be saved where nobody reads it. New connections here keep
-trying for ``connect_patience`` seconds (default 10) instead, so a restart delays turns.
+trying for ``connect_patience`` seconds (default 10) instead, pooled connections are
+checked before use, and a read or write cut by the restart is tried once more (a save is
+one transaction, so it is all or nothing): a restart delays turns instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger(__name__)
 
@@ -44,3 +48,22 @@ class PatientSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, connect_patience: float = 10.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         wait_for_connections(self.engine, float(connect_patience))
+        self.engine.pool._pre_ping = True  # what create_engine(pool_pre_ping=True) sets
+
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        try:
+            return await super().retrieve(sender_id)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.warning("Tracker store connection lost during a read; reading again")
+            return await super().retrieve(sender_id)
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        try:
+            await super().save(tracker)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            logger.warning("Tracker store connection lost during a write; writing again")
+            await super().save(tracker)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import random
 import threading
 import time
 import uuid
@@ -45,8 +46,23 @@ class GraphRequest:
 class GraphStub:
     """The recording server; use as a context manager or via the ``graph_server`` fixture."""
 
-    def __init__(self, access_token: str = SANDBOX_ACCESS_TOKEN) -> None:
+    def __init__(
+        self,
+        access_token: str = SANDBOX_ACCESS_TOKEN,
+        *,
+        failure_rate: float = 0.0,
+        stall_seconds: float = 3.0,
+        seed: int = 8,
+    ) -> None:
         self.access_token = access_token
+        # Random faults on sends (chaos tests): 429, 500 or a stall past the client's timeout,
+        # in equal parts. A stalled send is answered with a 500 after the stall and is never
+        # accepted: Meta never got it. (A real timeout after acceptance would be a duplicate:
+        # the Cloud API has no idempotency key; README "Delivery guarantees".)
+        self.failure_rate = failure_rate
+        self.stall_seconds = stall_seconds
+        self._random = random.Random(seed)
+        self.on_accept: Callable[[GraphRequest], None] | None = None
         self.media: dict[str, tuple[bytes, str]] = {}  # media id -> (bytes, mime type)
         self.media_requests: list[GraphRequest] = []  # GET /{id} and GET /media-bytes/{id}
         self.sends: list[GraphRequest] = []  # accepted sends, in arrival order
@@ -115,7 +131,16 @@ class GraphStub:
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self.failure_rate and self._random.random() < self.failure_rate:
+                kind = self._random.choice(("throttle", "error", "stall"))
+                if kind == "throttle":
+                    return Fault(status=429, code=130429, retry_after=1)
+                if kind == "stall":
+                    return Fault(status=500, stall=self.stall_seconds)
+                return Fault(status=500)
+            return None
 
     def _accept(self, request: GraphRequest) -> str:
         with self._lock:
@@ -123,6 +148,8 @@ class GraphStub:
             wamid = f"wamid.stub.{self._instance}.{self._counter}"
             request.accepted_id = wamid
             self.sends.append(request)
+        if self.on_accept is not None:
+            self.on_accept(request)
         return wamid
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
