@@ -65,13 +65,15 @@ test: setup migrate
 	$(MAKE) lint
 	ACUERDO_TRAIN_CONFIG=$${ACUERDO_TRAIN_CONFIG:-config_ci.yml} $(ACUERDO) train
 	$(VENV)/bin/python -m bench.bench_import --smoke
+	$(VENV)/bin/python -m bench.bench_e2e --smoke --config $${ACUERDO_TRAIN_CONFIG:-config_ci.yml}
 	$(VENV)/bin/pytest -q
 
 test-fast: setup-app
 	$(VENV)/bin/pytest -q -m "not rasa"
 
-bench: setup migrate
+bench: setup migrate train
 	$(VENV)/bin/python -m bench.bench_import
+	$(VENV)/bin/python -m bench.bench_e2e
 	$(VENV)/bin/python -m bench.bench_webhook_latency
 
 # Known vulnerabilities in both environments, looked up in PyPI's JSON API (network needed,

@@ -1,0 +1,274 @@
+"""Benchmark: N simulated debtors end to end, against bare Rasa driven the same way.
+
+    python -m bench.bench_e2e                         # 50 debtors, single and scaled topology
+    python -m bench.bench_e2e --topology scaled       # PostgreSQL + Redis, 2 gateways, 2 Rasa
+    python -m bench.bench_e2e --smoke                 # 8 debtors, 5 turns, single (CI)
+
+1. **Baseline**: the same model in a bare ``rasa run`` (no gateway, no action server), N
+   senders each posting the scripted conversation to Rasa's REST channel, one message after
+   the previous answer.
+2. **End to end**: the real processes (``tests/topology.py``), N debtors sending signed
+   WhatsApp webhooks (``tests/load.py``), replies captured by the Graph stand-in. Latency is
+   webhook POST → first reply accepted by the stand-in; the ack is POST → 200.
+
+Prints a table per run and writes ``bench/results/e2e.json``. Figures depend on the machine
+and on what else runs on it; the JSON records the core count and load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.domain.phones import whatsapp_id
+from bot.engine.training import latest_model, rasa_env
+from tests.graph_stub import GraphStub
+from tests.load import SCRIPT, LoadDriver, collect, summary
+from tests.topology import REPO_ROOT, Service, Topology, free_port, load_debtors
+
+RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
+
+
+# -- baseline: bare Rasa ------------------------------------------------------------------
+async def _rest_conversations(url: str, senders: list[str], script: list[str]) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=len(senders) + 5)
+
+    async def one(client: httpx.AsyncClient, sender: str) -> None:
+        for text in script:
+            started = time.monotonic()
+            try:
+                response = await client.post(
+                    f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+                )
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                errors.append(f"{type(exc).__name__}")
+                continue
+            latencies.append(time.monotonic() - started)
+
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await one(client, "warm-up")
+        started = time.monotonic()
+        await asyncio.gather(*(one(client, s) for s in senders))
+        elapsed = time.monotonic() - started
+    return {
+        "messages": len(latencies),
+        "seconds": round(elapsed, 2),
+        "messages_per_second": round(len(latencies) / elapsed, 1),
+        "turn_ms": summary(latencies),
+        "errors": len(errors),
+    }
+
+
+def run_baseline(
+    model: Path, senders: list[str], script: list[str], workdir: Path
+) -> dict[str, Any]:
+    port = free_port()
+    endpoints = workdir / "endpoints.none.yml"
+    endpoints.write_text("# bare Rasa: no action server, in-memory tracker store\n")
+    service = Service(
+        "rasa-bare",
+        [
+            str(REPO_ROOT / ".venv-rasa/bin/rasa"),
+            "run",
+            "--enable-api",
+            "-m",
+            str(model),
+            "--port",
+            str(port),
+            "--interface",
+            "127.0.0.1",
+            "--endpoints",
+            str(endpoints),
+        ],  # fmt: skip
+        rasa_env(REPO_ROOT),
+        workdir / "rasa-bare.log",
+        f"http://127.0.0.1:{port}/status",
+    )
+    started = time.monotonic()
+    service.start()
+    try:
+        service.wait_ready(600)
+        load_seconds = time.monotonic() - started
+        figures = asyncio.run(_rest_conversations(f"http://127.0.0.1:{port}", senders, script))
+        service.sample_memory()
+    finally:
+        service.stop()
+    figures["model_load_seconds"] = round(load_seconds, 1)
+    figures["peak_rss_mib"] = round(service.peak_rss_kib / 1024, 1)
+    return figures
+
+
+# -- end to end -----------------------------------------------------------------------------
+def run_e2e(
+    model: Path, debtors: int, script: list[str], scaled: bool, workdir: Path
+) -> dict[str, Any]:
+    graph = GraphStub().start()
+    accounts = load_debtors(debtors, prefix="+52554")
+    topology = Topology(
+        model=model,
+        graph_url=graph.url,
+        scaled=scaled,
+        debtors=accounts,
+        workdir=workdir,
+        extra_env={"ACUERDO_LOG_LEVEL": "WARNING"},
+    )
+    started = time.monotonic()
+    topology.start()
+    startup = time.monotonic() - started
+    try:
+        wa_ids = [whatsapp_id(a.phone) for a in accounts]
+        driver = LoadDriver(topology.gateway_urls(), graph, reply_timeout=60)
+        driver.run(["5215599999999"], script[:2])  # warm-up: connections, caches, first turn
+        result = driver.run(wa_ids, script)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the last bubbles of the last turns
+            outcome = collect(topology.db_url, graph, result.sent)
+            if len(outcome.latencies) >= len(result.sent):
+                break
+            time.sleep(0.2)
+        peaks = topology.peak_rss_mib()
+    finally:
+        topology.stop()
+        graph.stop()
+    answered = [s for s in result.sent if s.wamid in outcome.inbound]
+    unanswered = len(result.sent) - len(outcome.latencies)
+    elapsed = result.finished - result.started
+    return {
+        "topology": "scaled" if scaled else "single",
+        "processes": sorted(peaks),
+        "startup_seconds": round(startup, 1),
+        "messages": len(result.sent),
+        "seconds": round(elapsed, 2),
+        "messages_per_second": round(len(answered) / elapsed, 1),
+        "webhook_to_send_ms": summary(outcome.latencies),
+        "ack_ms": summary(outcome.acks),
+        "peak_rss_mib": peaks,
+        "peak_rss_total_mib": round(sum(peaks.values()), 1),
+        "errors": {
+            "delivery": len(result.delivery_errors),
+            "reply_timeouts": result.reply_timeouts,
+            "unanswered": unanswered,
+        },
+    }
+
+
+COLUMNS = ("run", "msg/s", "ratio", "p50", "p95", "p99", "ack p50", "ack p99", "RSS MiB", "errors")
+WIDTHS = (22, 8, 7, 8, 8, 8, 9, 9, 9, 8)
+
+
+def _row(values: tuple[object, ...]) -> str:
+    first, *rest = values
+    return f"{first!s:<{WIDTHS[0]}}" + "".join(
+        f"{value!s:>{width}}" for value, width in zip(rest, WIDTHS[1:], strict=True)
+    )
+
+
+def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -> None:
+    print(f"\nEnd to end with {debtors} simulated debtors ({os.cpu_count()} cores)")
+    header = _row(COLUMNS)
+    print(header)
+    print("-" * len(header))
+    t = baseline["turn_ms"]
+    print(
+        _row(
+            (
+                "bare Rasa REST",
+                baseline["messages_per_second"],
+                "1.00",
+                t["p50"],
+                t["p95"],
+                t["p99"],
+                "-",
+                "-",
+                baseline["peak_rss_mib"],
+                baseline["errors"],
+            )
+        )  # fmt: skip
+    )
+    for run in runs:
+        lat, ack = run["webhook_to_send_ms"], run["ack_ms"]
+        print(
+            _row(
+                (
+                    f"gateway {run['topology']}",
+                    run["messages_per_second"],
+                    f"{run['ratio']:.2f}",
+                    lat["p50"],
+                    lat["p95"],
+                    lat["p99"],
+                    ack["p50"],
+                    ack["p99"],
+                    run["peak_rss_total_mib"],
+                    sum(run["errors"].values()),
+                )
+            )  # fmt: skip
+        )
+    for run in runs:
+        parts = ", ".join(f"{k} {v:.0f}" for k, v in run["peak_rss_mib"].items())
+        print(f"  peak RSS ({run['topology']}): {parts} MiB")
+    print("  latency in ms: webhook POST -> first reply at the Graph stand-in;")
+    print("  bare Rasa: one REST turn (no gateway, no action server)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--debtors", type=int, default=50)
+    parser.add_argument("--turns", type=int, default=len(SCRIPT))
+    parser.add_argument("--topology", choices=("single", "scaled", "both"), default="both")
+    parser.add_argument("--smoke", action="store_true", help="8 debtors, 5 turns, single")
+    parser.add_argument("--config", default=os.environ.get("ACUERDO_TRAIN_CONFIG", "config.yml"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.debtors, args.turns, args.topology = 8, 5, "single"
+    model = latest_model(REPO_ROOT, args.config)
+    if model is None:
+        print(f"No trained model for {args.config}: run 'acuerdo train' first.", file=sys.stderr)
+        return 1
+    script = (SCRIPT * (args.turns // len(SCRIPT) + 1))[: args.turns]
+    senders = [whatsapp_id(a.phone) for a in load_debtors(args.debtors, prefix="+52554")]
+    workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-e2e-"))
+    baseline = run_baseline(model, senders, script, workdir)
+    runs = []
+    for scaled in {"single": [False], "scaled": [True], "both": [False, True]}[args.topology]:
+        run = run_e2e(
+            model, args.debtors, script, scaled, workdir / ("scaled" if scaled else "single")
+        )
+        run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
+        runs.append(run)
+    _print(baseline, runs, args.debtors)
+    report = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        "model": model.name,
+        "debtors": args.debtors,
+        "turns": args.turns,
+        "baseline_bare_rasa": baseline,
+        "end_to_end": runs,
+    }
+    target = RESULTS.with_name("e2e-smoke.json") if args.smoke else RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {target.relative_to(REPO_ROOT)}")
+    failed = [r for r in runs if r["errors"]["delivery"] or r["errors"]["unanswered"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
