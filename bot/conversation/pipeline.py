@@ -53,6 +53,9 @@ from bot.domain.phones import mask_phone
 
 log = structlog.get_logger("acuerdo.pipeline")
 
+# A turn that produced no reply is tried this many times before silence is accepted.
+EMPTY_TURN_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -277,6 +280,10 @@ class Pipeline:
             }
             try:
                 items = await self._rasa.send(job.sender, message, metadata)
+                if not items and claim.attempts < EMPTY_TURN_ATTEMPTS:
+                    # The assistant answers every message; Rasa answers 200 with nothing
+                    # when an action could not run (the action server restarting, say).
+                    raise RasaUnavailable("Rasa answered nothing")
             except RasaUnavailable as exc:
                 delay = self._tuning.backoff(claim.attempts)
                 log.warning(
