@@ -1,0 +1,272 @@
+"""Benchmark: one debtor, hundreds of turns, through the real gateway, Rasa and action server.
+
+    python -m bench.bench_long_conversation            # 600 turns
+    python -m bench.bench_long_conversation --smoke    # 60 turns
+    python -m bench.bench_long_conversation --turns 300
+
+Starts the single deployment of ``tests/topology.py`` (SQLite ledger, one Rasa server with
+the trained CI model and ``endpoints.yml``, the action server, one gateway) with the Graph
+API stand-in. One seeded debtor verifies once (warm-up turns, not counted), then writes
+``--turns`` messages that keep the chat with the bot (balance, due date, charges, how to
+pay, an OXXO reference through its form, thanks, "¿eres un bot?"), each as a signed
+WhatsApp webhook sent after the previous turn's replies were all sent.
+
+Measured per turn: webhook POST → first Graph send. Printed and written to
+``bench/results/long_conversation.json``: turns 1-10 against the last 10, per-block
+figures, the ratio last/first (p50), how many events Rasa's tracker holds at the end, and
+two checks that a flat latency did not cost memory of the conversation: the debtor is
+never asked to verify again, and every balance question gets the balance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
+from bot.config import SANDBOX_APP_SECRET, SANDBOX_PHONE_NUMBER_ID
+from bot.domain.phones import whatsapp_id
+from bot.engine.training import latest_model
+from tests.graph_stub import GraphStub, describe, wait_until
+from tests.topology import Topology, load_debtors
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "long_conversation.json"
+
+# Verification first (not measured): a verified debtor is the long conversation's normal case.
+PRELUDE = ["hola, buenas tardes", "cuánto debo?", "15/03/1985"]
+# Ten messages that keep the chat with the bot; turn n and n + 10 say the same thing, so
+# turns 1-10 and the last 10 are the same work. No agent, opt-out, wrong number or insult.
+CYCLE = [
+    "cuánto debo?",
+    "cuándo vence mi pago",
+    "por qué me cobran tanto",
+    "cómo puedo pagar",
+    "mándame la referencia para pagar en oxxo",
+    "500",
+    "muchas gracias",
+    "eres un robot?",
+    "hola otra vez",
+    "ok gracias",
+]
+BALANCE_QUESTION = CYCLE[0]
+ASKS_IDENTITY = "fecha de nacimiento"
+
+
+def webhook_body(wa_id: str, n: int, text: str) -> bytes:
+    """A WhatsApp Cloud API webhook carrying one text message from ``wa_id``."""
+    message = {
+        "from": wa_id,
+        "id": f"wamid.long.{n}.{time.time_ns()}",
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": text},
+    }
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": "15550000000",
+            "phone_number_id": SANDBOX_PHONE_NUMBER_ID,
+        },
+        "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
+        "messages": [message],
+    }
+    envelope = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "bench", "changes": [{"field": "messages", "value": value}]}],
+    }
+    return json.dumps(envelope).encode()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(seconds) * 1000, 1),
+        "p95_ms": round(_percentile(seconds, 0.95) * 1000, 1),
+        "max_ms": round(max(seconds) * 1000, 1),
+        "mean_ms": round(statistics.fmean(seconds) * 1000, 1),
+    }
+
+
+_DEPTH = re.compile(r'acuerdo_queue_depth\{queue="(inbox|outbox)"\} ([0-9.e+]+)')
+
+
+def settled(client: httpx.Client) -> bool:
+    """No inbound message waiting and nothing left to send (the whole turn is out)."""
+    depths = {name: float(value) for name, value in _DEPTH.findall(client.get("/metrics").text)}
+    return depths.get("inbox", 1.0) == 0 and depths.get("outbox", 1.0) == 0
+
+
+class Conversation:
+    """Says one thing at a time as the debtor and waits for every reply."""
+
+    def __init__(self, client: httpx.Client, graph: GraphStub, wa_id: str) -> None:
+        self.client = client
+        self.graph = graph
+        self.wa_id = wa_id
+        self.count = 0
+
+    def say(self, text: str) -> tuple[float, list[str]]:
+        """Seconds from the webhook POST to the first Graph send, and every reply's text."""
+        self.count += 1
+        raw = webhook_body(self.wa_id, self.count, text)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_body(SANDBOX_APP_SECRET, raw),
+        }
+        before = len(self.graph.sends)
+        started = time.monotonic()
+        response = self.client.post("/webhooks/whatsapp", content=raw, headers=headers)
+        assert response.status_code == 200, response.text
+        wait_until(lambda: len(self.graph.sends) > before, 120, f"a reply to {text!r}")
+        latency = self.graph.sends[before].at - started
+        wait_until(lambda: settled(self.client), 120, "the turn's replies to go out")
+        return latency, [describe(send.body) for send in self.graph.sends[before:]]
+
+
+def tracker_events(rasa_url: str, sender: str) -> int:
+    """How many events Rasa's tracker store holds for ``sender`` (all sessions)."""
+    response = httpx.get(
+        f"{rasa_url}/conversations/{sender}/tracker", params={"include_events": "ALL"}, timeout=60
+    )
+    response.raise_for_status()
+    return len(response.json().get("events") or [])
+
+
+def tracker_store_setting() -> str:
+    endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8")) or {}
+    store = endpoints.get("tracker_store") or {}
+    return str(store.get("type") or "in-memory (Rasa's default)")
+
+
+def run(turns: int, model: Path, *, verbose: bool = False) -> dict[str, Any]:
+    debtor = load_debtors(1)[0]
+    latencies: list[float] = []
+    identity_prompts = 0
+    balance_answers = balance_questions = 0
+    with GraphStub() as graph:
+        topology = Topology(
+            model=model,
+            graph_url=graph.url,
+            scaled=False,
+            debtors=[debtor],
+            extra_env={
+                "ACUERDO_LOG_LEVEL": "WARNING",
+                # One person writing hundreds of messages in minutes is a flood to the
+                # gateway's per-conversation limit; the benchmark measures the dialogue.
+                "ACUERDO_RATE_LIMIT_MESSAGES": "1000000",
+            },
+        )
+        started = time.monotonic()
+        with topology:
+            startup = time.monotonic() - started
+            gateway_url = topology.gateway_urls()[0]
+            with httpx.Client(base_url=gateway_url, timeout=60) as client:
+                chat = Conversation(client, graph, whatsapp_id(debtor.phone))
+                prelude = [chat.say(text) for text in PRELUDE]
+                if "$" not in " ".join(prelude[-1][1]):
+                    raise SystemExit(f"verification did not work: {prelude[-1][1]}")
+                for turn in range(1, turns + 1):
+                    text = CYCLE[(turn - 1) % len(CYCLE)]
+                    latency, replies = chat.say(text)
+                    latencies.append(latency)
+                    said = " ".join(replies)
+                    identity_prompts += ASKS_IDENTITY in said
+                    if text == BALANCE_QUESTION:
+                        balance_questions += 1
+                        balance_answers += "$12,000.00" in said
+                    if verbose:
+                        print(f"{turn:4d} {latency * 1000:7.1f} ms  {text!r} → {said[:90]!r}")
+                    if turn % 100 == 0:
+                        print(f"  … {turn} turns", file=sys.stderr)
+            events = tracker_events(topology.rasa_urls()[0], debtor.phone)
+            memory = topology.peak_rss_mib()
+
+    block = 100 if turns >= 200 else max(10, turns // 6)
+    blocks = [
+        {
+            "turns": f"{start + 1}-{min(start + block, turns)}",
+            **summary(latencies[start : start + block]),
+        }
+        for start in range(0, turns, block)
+    ]
+    first, last = summary(latencies[:10]), summary(latencies[-10:])
+    return {
+        "turns": turns,
+        "first_10": first,
+        "last_10": last,
+        "ratio_last_first_p50": round(last["p50_ms"] / first["p50_ms"], 2),
+        "ratio_last_first_mean": round(last["mean_ms"] / first["mean_ms"], 2),
+        "blocks": blocks,
+        "all": summary(latencies),
+        "rasa_tracker_events_at_end": events,
+        "identity_asked_again": identity_prompts,
+        "balance_answered": f"{balance_answers}/{balance_questions}",
+        "tracker_store": tracker_store_setting(),
+        "model": model.name,
+        "startup_seconds": round(startup, 1),
+        "peak_rss_mib": memory,
+        "measured": "webhook POST → first Graph send; warm-up: the 3 verification turns",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=600)
+    parser.add_argument("--smoke", action="store_true", help="60 turns")
+    parser.add_argument("--model", type=Path, help="a trained model (default: the CI model)")
+    parser.add_argument("--verbose", action="store_true", help="print every turn")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    args = parser.parse_args()
+    turns = 60 if args.smoke else args.turns
+    if turns < 20:
+        parser.error("--turns must be at least 20 (turns 1-10 are compared with the last 10)")
+    config = os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml")
+    model = args.model or latest_model(ROOT, config)
+    if model is None:
+        raise SystemExit(f"no trained model for {config}: run `acuerdo train` (or make test) first")
+    result = run(turns, model, verbose=args.verbose)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+    print(
+        f"{turns} turns of one debtor through gateway → Rasa → actions ({result['tracker_store']})"
+    )
+    print(f"  {'turns':>9}  {'p50 ms':>8}  {'p95 ms':>8}  {'mean ms':>8}")
+    rows = [("first 10", result["first_10"]), *((b["turns"], b) for b in result["blocks"])]
+    rows.append(("last 10", result["last_10"]))
+    for label, row in rows:
+        print(f"  {label:>9}  {row['p50_ms']:8.1f}  {row['p95_ms']:8.1f}  {row['mean_ms']:8.1f}")
+    print(
+        f"  last/first (p50): {result['ratio_last_first_p50']}×   "
+        f"(mean): {result['ratio_last_first_mean']}×"
+    )
+    print(f"  Rasa tracker events at the end: {result['rasa_tracker_events_at_end']}")
+    print(
+        f"  identity asked again: {result['identity_asked_again']}   "
+        f"balance answered: {result['balance_answered']}"
+    )
+    print(f"  peak RSS (MiB): {result['peak_rss_mib']}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
