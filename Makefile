@@ -75,6 +75,7 @@ bench: setup migrate train
 	$(VENV)/bin/python -m bench.bench_import
 	$(VENV)/bin/python -m bench.bench_e2e
 	$(VENV)/bin/python -m bench.bench_webhook_latency
+	$(CI_MODEL_ENV) $(ACUERDO) train && $(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_rasa
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_long_conversation
 
 # Known vulnerabilities in both environments, looked up in PyPI's JSON API (network needed,
