@@ -13,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +25,7 @@ from bot.channels.base import (
     SendOutcome,
     StatusUpdate,
 )
+from bot.channels.json_parse import load_webhook_json
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import normalize_phone
 
@@ -62,8 +62,8 @@ def _b64decode(value: str) -> bytes:
 def push_data(raw_body: bytes) -> bytes:
     """The decoded ``message.data`` of a Pub/Sub push, or :class:`InvalidDelivery`."""
     try:
-        envelope = json.loads(raw_body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        envelope = load_webhook_json(raw_body)
+    except ValueError:  # UnicodeDecodeError included
         raise InvalidDelivery("body is not UTF-8 JSON") from None
     message = envelope.get("message") if isinstance(envelope, dict) else None
     data = message.get("data") if isinstance(message, dict) else None
@@ -90,8 +90,8 @@ def verify_rbm_signature(raw_body: bytes, header: str | None, client_token: str)
 def handshake_secret(raw_body: bytes) -> tuple[str, str] | None:
     """``(clientToken, secret)`` when the body is RBM's webhook verification request."""
     try:
-        data = json.loads(raw_body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = load_webhook_json(raw_body)
+    except ValueError:
         return None
     if not isinstance(data, dict) or "clientToken" not in data or "secret" not in data:
         return None
@@ -171,6 +171,7 @@ def _user_message(data: dict[str, Any]) -> InboundMessage:
             raise _Reject("'suggestionResponse' must be an object")
         postback = _string(response, "postbackData")
         title = _string(response, "text")
+        title = title[:MAX_TEXT_LENGTH] if title is not None else None
         kind_name = str(response.get("type") or "REPLY").upper()
         details.update({"type": "suggestion", "suggestion_type": kind_name})
         if kind_name == "ACTION":
@@ -261,8 +262,8 @@ def _server_event(data: dict[str, Any], delivery: Delivery) -> None:
 def parse_rbm_delivery(raw_body: bytes, agent_id: str | None) -> Delivery:
     """Read a (verified) Pub/Sub push. Events for another agent are ignored, not rejected."""
     try:
-        data = json.loads(push_data(raw_body).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = load_webhook_json(push_data(raw_body))
+    except ValueError:
         raise InvalidDelivery("'message.data' is not UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise InvalidDelivery("'message.data' must hold a JSON object")

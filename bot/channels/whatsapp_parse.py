@@ -7,11 +7,11 @@ good items of the same body are still returned (so they are stored, never lost).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
 from bot.channels.base import Delivery, InboundKind, InboundMessage, InvalidDelivery, StatusUpdate
+from bot.channels.json_parse import load_webhook_json
 from bot.channels.whatsapp_errors import ERROR_OUTCOMES
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import normalize_phone
@@ -62,6 +62,11 @@ def _string(container: dict[str, Any], key: str, *, required: bool = True) -> st
     return value
 
 
+def _clip(text: str | None) -> str | None:
+    """Typed text, titles and captions alike stop at MAX_TEXT_LENGTH characters."""
+    return text[:MAX_TEXT_LENGTH] if text is not None else None
+
+
 def _parse_message(raw: Any, profiles: dict[str, str]) -> InboundMessage:
     if not isinstance(raw, dict):
         raise _Reject("message is not an object")
@@ -100,7 +105,7 @@ def _parse_message(raw: Any, profiles: dict[str, str]) -> InboundMessage:
             return InboundMessage(
                 kind=InboundKind.BUTTON,
                 payload=_string(reply, "id"),
-                text=_string(reply, "title", required=False),
+                text=_clip(_string(reply, "title", required=False)),
                 details=details,
                 **base,
             )
@@ -112,7 +117,7 @@ def _parse_message(raw: Any, profiles: dict[str, str]) -> InboundMessage:
         if not payload:
             raise _Reject("'button' needs a payload or a text")
         return InboundMessage(
-            kind=InboundKind.BUTTON, payload=payload, text=text, details=details, **base
+            kind=InboundKind.BUTTON, payload=payload, text=_clip(text), details=details, **base
         )
     if kind_name in _MEDIA_KINDS:
         media = _object(raw, kind_name)
@@ -124,7 +129,7 @@ def _parse_message(raw: Any, profiles: dict[str, str]) -> InboundMessage:
             kind=_MEDIA_KINDS[kind_name],
             media_id=_string(media, "id"),
             media_mime=_string(media, "mime_type", required=False),
-            text=caption if isinstance(caption, str) else None,
+            text=_clip(caption) if isinstance(caption, str) else None,
             details=details,
             **base,
         )
@@ -182,8 +187,8 @@ def _parse_status(raw: Any) -> StatusUpdate | None:
 def parse_whatsapp_delivery(raw_body: bytes, phone_number_id: str | None) -> Delivery:
     """Read a webhook body. Changes for another phone number id are ignored, not rejected."""
     try:
-        data = json.loads(raw_body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        data = load_webhook_json(raw_body)
+    except ValueError:  # UnicodeDecodeError included
         raise InvalidDelivery("body is not UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise InvalidDelivery("body must be a JSON object")

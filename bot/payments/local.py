@@ -218,7 +218,7 @@ def parse_local_event(raw_body: bytes) -> PaymentEvent:
         data: Any = json.loads(
             raw_body.decode("utf-8"), parse_float=Decimal, parse_constant=_reject_constant
         )
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # Recursion: "[[[[…"
         raise WebhookRejected("malformed_json", "body is not UTF-8 JSON") from exc
     if not isinstance(data, dict):
         raise WebhookRejected("not_an_object", "body must be a JSON object")
@@ -253,10 +253,21 @@ def _text_field(data: dict[str, Any], name: str, *, max_length: int) -> str:
     value = data[name]
     if not isinstance(value, str) or not value.strip():
         raise WebhookRejected(f"bad_{name}", f"{name} must be a non-empty string")
+    if not value.isascii() and not _is_unicode_text(value):
+        raise WebhookRejected(f"bad_{name}", f"{name} is not Unicode text")
     value = value.strip()
     if len(value) > max_length:
         raise WebhookRejected(f"bad_{name}", f"{name} is longer than {max_length} characters")
     return value
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False for a lone surrogate (``"\\ud800"`` in the JSON): nothing can store it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _amount_cents(value: Any) -> int:

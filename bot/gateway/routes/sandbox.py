@@ -56,7 +56,9 @@ async def graph_sink(phone_number_id: str, request: Request, runtime: RuntimeDep
         return JSONResponse({"error": {"code": 100, "message": "Unknown phone number id"}}, 400)
     try:
         body = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…"
+        body = None
+    if not isinstance(body, dict):
         return JSONResponse({"error": {"code": 100, "message": "Invalid JSON"}}, 400)
     if body.get("status") == "read":
         return JSONResponse({"success": True})
