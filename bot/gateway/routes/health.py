@@ -11,6 +11,7 @@ from sqlalchemy import text
 from bot.conversation.claims import queue_depths
 from bot.gateway.deps import RuntimeDep
 from bot.gateway.metrics import render_metrics
+from bot.gateway.routes.schemas import json_answer, text_answer
 
 router = APIRouter(tags=["health"])
 
@@ -29,7 +30,7 @@ def _database_ok(runtime: RuntimeDep) -> bool:
         return False
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: json_answer("Something the gateway needs is down")})
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 when the database, the Rasa server and the action server all answer; else 503."""
     database, rasa, actions = await asyncio.gather(
@@ -53,7 +54,11 @@ def _depths(runtime: RuntimeDep) -> dict[str, int]:
         return queue_depths(session)
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: text_answer("Prometheus exposition format")},
+)
 async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus exposition format."""
     try:

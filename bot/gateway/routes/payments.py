@@ -18,6 +18,14 @@ from bot.db.models import Account, PaymentCode, PaymentCodeStatus
 from bot.domain.money import format_money
 from bot.gateway.deps import RuntimeDep
 from bot.gateway.intake import BodyTooLarge, read_body, refuse
+from bot.gateway.routes.schemas import (
+    IMAGE_NOT_FOUND,
+    LOCAL_PAYMENT_EVENT,
+    PAGE_NOT_FOUND,
+    PAYMENT_WEBHOOK_RESPONSES,
+    signed_json_body,
+    text_answer,
+)
 from bot.gateway.runtime import GatewayRuntime
 from bot.payments import (
     InvalidPaymentLink,
@@ -29,6 +37,7 @@ from bot.payments import (
     payment_url,
     read_payment_link_token,
 )
+from bot.payments.local import SIGNATURE_HEADER as LOCAL_SIGNATURE_HEADER
 from bot.payments.qr import qr_png, qr_svg
 
 router = APIRouter(tags=["payments"])
@@ -69,7 +78,11 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
     return outcome
 
 
-@router.post("/webhooks/payments/{provider_name}")
+@router.post(
+    "/webhooks/payments/{provider_name}",
+    responses=PAYMENT_WEBHOOK_RESPONSES,
+    openapi_extra=signed_json_body(LOCAL_PAYMENT_EVENT, LOCAL_SIGNATURE_HEADER),
+)
 async def payment_webhook(
     provider_name: str, request: Request, runtime: RuntimeDep
 ) -> JSONResponse:
@@ -130,7 +143,7 @@ def _when(moment: datetime, runtime: GatewayRuntime) -> str:
     return local.strftime("%d/%m/%Y a las %H:%M")
 
 
-@router.get("/pay/{token}", response_class=HTMLResponse)
+@router.get("/pay/{token}", response_class=HTMLResponse, responses=PAGE_NOT_FOUND)
 async def payment_page(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """The hosted page of one payment code: amount, reference, QR, instructions, expiry."""
     found = await run_in_threadpool(_code_for, runtime, token)
@@ -157,7 +170,11 @@ async def payment_page(token: str, request: Request, runtime: RuntimeDep) -> HTM
     return templates.TemplateResponse(request, "pay.html", context)
 
 
-@router.get("/pay/{token}/qr.png")
+@router.get(
+    "/pay/{token}/qr.png",
+    response_class=Response,
+    responses={200: text_answer("The QR", "image/png"), **IMAGE_NOT_FOUND},
+)
 async def payment_qr_png(token: str, runtime: RuntimeDep) -> Response:
     """The QR of the payment link as a PNG (what WhatsApp shows as an image)."""
     found = await run_in_threadpool(_code_for, runtime, token)
@@ -167,7 +184,11 @@ async def payment_qr_png(token: str, runtime: RuntimeDep) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/pay/{token}/qr.svg")
+@router.get(
+    "/pay/{token}/qr.svg",
+    response_class=Response,
+    responses={200: text_answer("The QR", "image/svg+xml"), **IMAGE_NOT_FOUND},
+)
 async def payment_qr_svg(token: str, runtime: RuntimeDep) -> Response:
     found = await run_in_threadpool(_code_for, runtime, token)
     if found is None:

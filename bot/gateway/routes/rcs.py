@@ -11,11 +11,12 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from bot.channels.rcs import RcsAdapter
-from bot.channels.rcs_parse import CHANNEL, handshake_secret
+from bot.channels.rcs_parse import CHANNEL, SIGNATURE_HEADER, handshake_secret
 from bot.db.models import ContactPoint
 from bot.domain.conversations import opt_out
 from bot.gateway.deps import RuntimeDep
 from bot.gateway.intake import BodyTooLarge, read_body, receive_delivery, refuse
+from bot.gateway.routes.schemas import RBM_PUSH, RCS_RESPONSES, signed_json_body
 from bot.gateway.runtime import GatewayRuntime
 
 router = APIRouter(tags=["rcs"])
@@ -36,7 +37,11 @@ def _honour_unsubscribes(runtime: GatewayRuntime, senders: list[str]) -> None:
         session.commit()
 
 
-@router.post(ENDPOINT)
+@router.post(
+    ENDPOINT,
+    responses=RCS_RESPONSES,
+    openapi_extra=signed_json_body(RBM_PUSH, SIGNATURE_HEADER, required=False),
+)
 async def rcs_webhook(request: Request, runtime: RuntimeDep) -> Response:
     """The handshake (echo ``secret`` when ``clientToken`` is ours), or a signed delivery.
 

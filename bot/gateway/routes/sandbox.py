@@ -37,6 +37,7 @@ from bot.domain.conversations import is_verified
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import normalize_phone, whatsapp_id
 from bot.gateway.deps import RuntimeDep
+from bot.gateway.routes.schemas import json_answer
 from bot.gateway.runtime import GatewayRuntime
 from bot.payments.local import SIGNATURE_HEADER as PAYMENT_SIGNATURE_HEADER
 from bot.payments.local import local_webhook_body, sign_local_webhook
@@ -45,7 +46,13 @@ router = APIRouter(tags=["sandbox"])
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 
 
-@router.post("/sandbox/graph/{phone_number_id}/messages")
+@router.post(
+    "/sandbox/graph/{phone_number_id}/messages",
+    responses={
+        400: json_answer("Unknown phone number id, or not a JSON object"),
+        401: json_answer("Not the sandbox's access token"),
+    },
+)
 async def graph_sink(phone_number_id: str, request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Accept what the outbox sends, as the Graph API would (the messages are in the DB)."""
     expected = f"Bearer {runtime.settings.whatsapp_access_token}"
@@ -72,7 +79,13 @@ async def graph_sink(phone_number_id: str, request: Request, runtime: RuntimeDep
     )
 
 
-@router.post("/sandbox/rbm/v1/phones/{phone}/{resource}")
+@router.post(
+    "/sandbox/rbm/v1/phones/{phone}/{resource}",
+    responses={
+        401: json_answer("Not the sandbox's RBM token"),
+        404: json_answer("Not agentMessages or agentEvents"),
+    },
+)
 async def rbm_sink(phone: str, resource: str, request: Request) -> JSONResponse:
     """Accept what the RCS adapter sends, as the RBM API would (the messages are in the DB)."""
     given = request.headers.get("authorization", "")
@@ -242,7 +255,13 @@ async def _send_rcs(
     return JSONResponse({"webhook_status": response.status_code, "message_id": data["messageId"]})
 
 
-@router.post("/sandbox/api/send")
+@router.post(
+    "/sandbox/api/send",
+    responses={
+        400: json_answer("Not a phone number, nothing to send, or not UTF-8 JSON"),
+        404: json_answer("The RCS channel is off"),
+    },
+)
 async def sandbox_send(body: SandboxMessage, request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Send as the chosen person, through the signed WhatsApp (or RCS) webhook."""
     try:
@@ -305,7 +324,9 @@ def _conversation_messages(
         }
 
 
-@router.get("/sandbox/api/messages")
+@router.get(
+    "/sandbox/api/messages", responses={400: json_answer("Not a phone number or a channel")}
+)
 async def sandbox_messages(
     phone: str, runtime: RuntimeDep, after: int = 0, channel: str = Channel.WHATSAPP.value
 ) -> JSONResponse:
@@ -335,7 +356,13 @@ def _code_amount(runtime: GatewayRuntime, reference: str) -> int | None:
         return code.amount_cents if code else None
 
 
-@router.post("/sandbox/api/pay")
+@router.post(
+    "/sandbox/api/pay",
+    responses={
+        400: json_answer("The body is not UTF-8 JSON"),
+        404: json_answer("No code has that reference"),
+    },
+)
 async def sandbox_pay(body: SandboxPayment, request: Request, runtime: RuntimeDep) -> JSONResponse:
     """Pretend the provider confirmed payment of a code: a signed ``local`` webhook."""
     amount = await run_in_threadpool(_code_amount, runtime, body.reference)
