@@ -23,7 +23,7 @@ from bot.console import pages
 from bot.console.auth import CurrentUser, require_supervisor
 from bot.console.rendering import HERE, fragment
 from bot.console.service import Refused
-from bot.gateway.deps import RuntimeDep
+from bot.gateway.deps import RowId, RuntimeDep
 
 STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
 POLL_SECONDS = 0.5
@@ -100,7 +100,7 @@ async def supervision_events(request: Request, agent: CurrentUser, runtime: Runt
 
 @router.get("/chats/{conversation_id}/events")
 async def chat_events(
-    conversation_id: int, request: Request, agent: CurrentUser, runtime: RuntimeDep
+    conversation_id: RowId, request: Request, agent: CurrentUser, runtime: RuntimeDep
 ) -> Response:
     """The chat page's live transcript, debtor panel and notes."""
     try:
@@ -131,7 +131,7 @@ async def api_queue(agent: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/api/chats/{conversation_id}")
-async def api_chat(conversation_id: int, agent: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
+async def api_chat(conversation_id: RowId, agent: CurrentUser, runtime: RuntimeDep) -> JSONResponse:
     try:
         context = await run_in_threadpool(pages.chat_context, runtime, agent, conversation_id)
     except Refused as refusal:

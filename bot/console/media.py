@@ -26,7 +26,7 @@ from bot.console.rendering import error_page
 from bot.console.service import Refused
 from bot.db.models import Channel, ConsoleUser, Conversation, Direction, Message
 from bot.domain import handoff
-from bot.gateway.deps import RuntimeDep
+from bot.gateway.deps import RowId, RuntimeDep
 from bot.gateway.runtime import GatewayRuntime, graph_base_url
 
 router = APIRouter(prefix="/console", tags=["console"])
@@ -127,7 +127,7 @@ def media_response(data: bytes, mime: str) -> Response:
 
 @router.get("/media/{message_id}")
 async def media(
-    message_id: int, request: Request, agent: CurrentUser, runtime: RuntimeDep
+    message_id: RowId, request: Request, agent: CurrentUser, runtime: RuntimeDep
 ) -> Response:
     """The file of an inbound message, from the disk cache or else from WhatsApp."""
     try:

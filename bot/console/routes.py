@@ -22,7 +22,7 @@ from bot.console.service import Refused
 from bot.console.texts import console_texts
 from bot.conversation.rasa import RasaUnavailable
 from bot.domain.phones import mask_phone
-from bot.gateway.deps import RuntimeDep
+from bot.gateway.deps import RowId, RuntimeDep
 from bot.gateway.runtime import GatewayRuntime
 
 router = APIRouter(prefix="/console", tags=["console"])
@@ -96,7 +96,7 @@ async def supervisionpage(request: Request, agent: CurrentUser, runtime: Runtime
 
 @router.get("/chats/{conversation_id}", response_class=HTMLResponse)
 async def chatpage(
-    conversation_id: int, request: Request, agent: CurrentUser, runtime: RuntimeDep
+    conversation_id: RowId, request: Request, agent: CurrentUser, runtime: RuntimeDep
 ) -> Response:
     try:
         context = await run_in_threadpool(pages.chat_context, runtime, agent, conversation_id)
@@ -119,7 +119,7 @@ async def chatpage(
 # -- actions --------------------------------------------------------------------------------
 @router.post("/chats/{conversation_id}/claim")
 async def claim(
-    conversation_id: int, request: Request, agent: CheckedUser, runtime: RuntimeDep
+    conversation_id: RowId, request: Request, agent: CheckedUser, runtime: RuntimeDep
 ) -> Response:
     """Take the chat; the bot is silenced and its Rasa tracker paused."""
     try:
@@ -133,7 +133,7 @@ async def claim(
 
 @router.post("/chats/{conversation_id}/assign")
 async def assign(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -178,21 +178,21 @@ async def _release(
 
 @router.post("/chats/{conversation_id}/return")
 async def return_to_bot(
-    conversation_id: int, request: Request, agent: CheckedUser, runtime: RuntimeDep
+    conversation_id: RowId, request: Request, agent: CheckedUser, runtime: RuntimeDep
 ) -> Response:
     return await _release(request, agent, runtime, conversation_id, closing=False)
 
 
 @router.post("/chats/{conversation_id}/close")
 async def close(
-    conversation_id: int, request: Request, agent: CheckedUser, runtime: RuntimeDep
+    conversation_id: RowId, request: Request, agent: CheckedUser, runtime: RuntimeDep
 ) -> Response:
     return await _release(request, agent, runtime, conversation_id, closing=True)
 
 
 @router.post("/chats/{conversation_id}/reply")
 async def reply(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -210,7 +210,7 @@ async def reply(
 
 @router.post("/chats/{conversation_id}/template")
 async def send_template(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -228,7 +228,7 @@ async def send_template(
 
 @router.post("/chats/{conversation_id}/code")
 async def send_code(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -247,7 +247,7 @@ async def send_code(
 
 @router.post("/chats/{conversation_id}/settlement")
 async def approve_settlement(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -266,7 +266,7 @@ async def approve_settlement(
 
 @router.post("/chats/{conversation_id}/promise")
 async def record_promise(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -285,7 +285,7 @@ async def record_promise(
 
 @router.post("/chats/{conversation_id}/verify")
 async def verify_identity(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,
@@ -304,7 +304,7 @@ async def verify_identity(
 
 @router.post("/chats/{conversation_id}/note")
 async def add_note(
-    conversation_id: int,
+    conversation_id: RowId,
     request: Request,
     agent: CheckedUser,
     runtime: RuntimeDep,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
@@ -29,3 +29,6 @@ def get_session(runtime: Annotated[GatewayRuntime, Depends(get_runtime)]) -> Ite
 RuntimeDep = Annotated[GatewayRuntime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[Session, Depends(get_session)]
+# A row id in a URL: the ledger's ids are INTEGER (PostgreSQL's goes to 2**31 - 1); anything
+# else is a 422, not a database error.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
