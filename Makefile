@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export RASA_TELEMETRY_ENABLED := false
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 
-.PHONY: help setup setup-app setup-rasa migrate train demo up test test-fast lint bench clean audit \
+.PHONY: help setup setup-app setup-rasa migrate train demo up test test-fast lint bench clean audit fuzz \
 	validate nlu-report test-stories test-conversations
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make test   - set up everything and run the whole test suite"
 	@echo "make setup / migrate / train / lint / bench / clean"
 	@echo "make audit  - pip-audit both environments (needs network; not part of make test)"
+	@echo "make fuzz   - the hostile-input tests alone: body limits, parser and OpenAPI fuzzing"
 	@echo "make validate / nlu-report / test-stories / test-conversations (Rasa quality gates)"
 
 $(APP_STAMP): pyproject.toml
@@ -70,6 +71,10 @@ test: setup migrate
 
 test-fast: setup-app
 	$(VENV)/bin/pytest -q -m "not rasa"
+
+# Hostile input (docs/security.md): about 10,000 generated cases, under 3 minutes.
+fuzz: setup-app
+	$(VENV)/bin/pytest -q tests/test_body_limits.py tests/test_fuzz_parsers.py tests/test_fuzz_openapi.py
 
 bench: setup migrate train
 	$(VENV)/bin/python -m bench.bench_import
