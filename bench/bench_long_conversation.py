@@ -35,10 +35,11 @@ import httpx
 import yaml
 
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
-from bot.config import SANDBOX_APP_SECRET, SANDBOX_PHONE_NUMBER_ID
+from bot.config import SANDBOX_APP_SECRET
 from bot.domain.phones import whatsapp_id
 from bot.engine.training import latest_model
 from tests.graph_stub import GraphStub, describe, wait_until
+from tests.load import percentile, webhook_body
 from tests.topology import Topology, load_debtors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,40 +65,10 @@ BALANCE_QUESTION = CYCLE[0]
 ASKS_IDENTITY = "fecha de nacimiento"
 
 
-def webhook_body(wa_id: str, n: int, text: str) -> bytes:
-    """A WhatsApp Cloud API webhook carrying one text message from ``wa_id``."""
-    message = {
-        "from": wa_id,
-        "id": f"wamid.long.{n}.{time.time_ns()}",
-        "timestamp": str(int(time.time())),
-        "type": "text",
-        "text": {"body": text},
-    }
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {
-            "display_phone_number": "15550000000",
-            "phone_number_id": SANDBOX_PHONE_NUMBER_ID,
-        },
-        "contacts": [{"profile": {"name": "Bench"}, "wa_id": wa_id}],
-        "messages": [message],
-    }
-    envelope = {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "bench", "changes": [{"field": "messages", "value": value}]}],
-    }
-    return json.dumps(envelope).encode()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
 def summary(seconds: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(statistics.median(seconds) * 1000, 1),
-        "p95_ms": round(_percentile(seconds, 0.95) * 1000, 1),
+        "p95_ms": round(percentile(seconds, 0.95) * 1000, 1),
         "max_ms": round(max(seconds) * 1000, 1),
         "mean_ms": round(statistics.fmean(seconds) * 1000, 1),
     }
@@ -124,7 +95,7 @@ class Conversation:
     def say(self, text: str) -> tuple[float, list[str]]:
         """Seconds from the webhook POST to the first Graph send, and every reply's text."""
         self.count += 1
-        raw = webhook_body(self.wa_id, self.count, text)
+        raw = webhook_body(self.wa_id, f"wamid.long.{self.count}.{time.time_ns()}", text, "Bench")
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign_body(SANDBOX_APP_SECRET, raw),

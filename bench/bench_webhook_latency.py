@@ -29,9 +29,10 @@ import httpx
 import yaml
 
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
-from bot.config import SANDBOX_APP_SECRET, SANDBOX_PHONE_NUMBER_ID
+from bot.config import SANDBOX_APP_SECRET
 from bot.db.migrate import upgrade
 from tests.graph_stub import GraphStub, wait_until
+from tests.load import percentile, webhook_body
 from tests.rasa_standin import RasaStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,35 +44,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _body(n: int, text: str = "mensaje") -> bytes:
-    message = {
-        "from": WA_ID,
-        "id": f"wamid.bench.{n}.{time.time_ns()}",
-        "timestamp": str(int(time.time())),
-        "type": "text",
-        "text": {"body": text if text != "mensaje" else f"mensaje {n}"},
-    }
-    value = {
-        "messaging_product": "whatsapp",
-        "metadata": {
-            "display_phone_number": "15550000000",
-            "phone_number_id": SANDBOX_PHONE_NUMBER_ID,
-        },
-        "contacts": [{"profile": {"name": "Bench"}, "wa_id": WA_ID}],
-        "messages": [message],
-    }
-    envelope = {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "bench", "changes": [{"field": "messages", "value": value}]}],
-    }
-    return json.dumps(envelope).encode()
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
 def run(
@@ -104,6 +76,8 @@ def run(
             "ACUERDO_POLICY_FILE": str(workdir / "policy.yml"),
             "ACUERDO_VAR_DIR": str(workdir / "var"),
             "ACUERDO_LOG_LEVEL": "WARNING",
+            # One scripted sender writes far faster than a person: not a flood to throttle.
+            "ACUERDO_RATE_LIMIT_MESSAGES": "100000",
         }
     )
     gateway = subprocess.Popen(
@@ -137,7 +111,12 @@ def run(
         wait_until(healthy, 30, "the gateway")
         with httpx.Client(base_url=url, timeout=10) as client:
             for n in range(messages + 5):  # the first five warm up connections and caches
-                raw = _body(n, text)
+                raw = webhook_body(
+                    WA_ID,
+                    f"wamid.bench.{n}.{time.time_ns()}",
+                    text if text != "mensaje" else f"mensaje {n}",
+                    "Bench",
+                )
                 headers = {
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: sign_body(SANDBOX_APP_SECRET, raw),
@@ -161,7 +140,7 @@ def run(
     def summary(values: list[float]) -> dict[str, float]:
         return {
             "p50_ms": round(statistics.median(values) * 1000, 1),
-            "p95_ms": round(_percentile(values, 0.95) * 1000, 1),
+            "p95_ms": round(percentile(values, 0.95) * 1000, 1),
             "max_ms": round(max(values) * 1000, 1),
             "mean_ms": round(statistics.fmean(values) * 1000, 1),
         }
