@@ -17,7 +17,6 @@ import asyncio
 import json
 import random
 import statistics
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -124,7 +123,6 @@ class LoadDriver:
         self.run_id = run_id or f"{int(time.time() * 1000):x}"
         self._events: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- replies ----------------------------------------------------------------------

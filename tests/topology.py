@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -487,16 +487,6 @@ class Topology:
         self.stop()
 
 
-@contextlib.contextmanager
-def running(**kwargs: object) -> Iterator[Topology]:
-    topology = Topology(**kwargs)  # type: ignore[arg-type]
-    topology.start()
-    try:
-        yield topology
-    finally:
-        topology.stop()
-
-
 def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -511,6 +501,6 @@ if __name__ == "__main__":  # a quick manual check: python -m tests.topology
 
     model = latest_model(REPO_ROOT, os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml"))
     assert model is not None
-    with GraphStub() as graph, running(model=model, graph_url=graph.url) as topology:
+    with GraphStub() as graph, Topology(model=model, graph_url=graph.url) as topology:
         print("up:", topology.gateway_urls(), topology.rasa_urls(), topology.peak_rss_mib())
         sys.stdout.flush()

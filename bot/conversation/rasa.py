@@ -51,15 +51,6 @@ class RasaClient:
         self._down_until = [0.0] * len(self.base_urls)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
 
-    # The first server's URLs (kept for callers and tests written for one server).
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.base_urls[0]}/webhooks/rest/webhook"
-
-    @property
-    def status_url(self) -> str:
-        return self.base_urls[0] + "/"
-
     def _order(self, sender: str) -> list[int]:
         """Server indexes to try for ``sender``: its preferred one first, ones marked down last."""
         count = len(self.base_urls)
