@@ -3,6 +3,7 @@ cannot deliver: WhatsApp 131026 → RCS, RBM 404 or TTL expiry → SMS; every ho
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from bot.channels.fallback import (
 from bot.clock import Clock
 from bot.config import Settings
 from bot.conversation.outbox import enqueue
-from bot.db.models import Account, AuditEntry, ContactPoint, Debtor, Message
+from bot.db.models import Account, AuditEntry, ContactPoint, Debtor, EarlyStatus, Message
 from bot.domain.conversations import flag_wrong_number, get_or_create_conversation, opt_out
 from bot.policy import Policy
 from tests.conftest_gateway import PHONE, WA_ID, envelope, signed_post, text
@@ -78,6 +79,21 @@ def audit(session: Session, action: str) -> list[dict[str, Any]]:
     fresh(session)
     entries = session.scalars(select(AuditEntry).where(AuditEntry.action == action)).all()
     return [dict(entry.details) for entry in entries]
+
+
+def outbound(session: Session, wamid: str) -> Message | None:
+    """The outbound row WhatsApp accepted as ``wamid``, once the outbox has recorded it."""
+    return fresh(session).scalars(select(Message).where(Message.external_id == wamid)).first()
+
+
+def undeliverable_status(wamid: str) -> dict[str, Any]:
+    return {
+        "id": wamid,
+        "status": "failed",
+        "timestamp": "1795000100",
+        "recipient_id": WA_ID,
+        "errors": [{"code": 131026, "title": "Message undeliverable"}],
+    }
 
 
 def contact(session: Session, channel: str) -> ContactPoint | None:
@@ -189,18 +205,50 @@ def test_a_later_131026_status_also_falls_back(
 ) -> None:
     remind(rcs_gateway, session, clock, policy, make_account())
     (sent,) = graph_server.wait_for_sends(1)
-    failed = {
-        "id": sent.accepted_id,
-        "status": "failed",
-        "timestamp": "1795000100",
-        "recipient_id": WA_ID,
-        "errors": [{"code": 131026, "title": "Message undeliverable"}],
-    }
+    wait_until(lambda: outbound(session, sent.accepted_id), what="the send's record")
+    failed = undeliverable_status(sent.accepted_id)
     assert signed_post(rcs_gateway, envelope(statuses=[failed])).json()["statuses"] == 1
     rbm_server.wait_for_sends(1)
     # A redelivered failure makes no second hop.
     assert signed_post(rcs_gateway, envelope(statuses=[failed])).json()["statuses"] == 0
     assert len(audit(session, "channel_fallback")) == 1
+
+
+def test_a_131026_status_that_beats_the_record_of_its_send_still_falls_back(
+    rcs_gateway: TestClient,
+    graph_server: GraphStub,
+    rbm_server: RbmStub,
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    make_account: Callable[..., Account],
+) -> None:
+    # Meta posts the failure while its answer to the send is still on the way: the
+    # gateway has not recorded the wamid yet when the status arrives.
+    accepted: list[str] = []
+    answered = threading.Event()
+
+    def hold_the_answer(request: Any) -> None:
+        accepted.append(request.accepted_id)
+        answered.wait(10)
+
+    graph_server.on_accept = hold_the_answer
+    remind(rcs_gateway, session, clock, policy, make_account())
+    wait_until(lambda: accepted, what="WhatsApp accepting the reminder")
+    failed = undeliverable_status(accepted[0])
+    early = signed_post(rcs_gateway, envelope(statuses=[failed]))
+    assert early.status_code == 200 and early.json()["parked"] == 1
+    assert early.json()["statuses"] == 0 and rbm_server.sends == []
+    answered.set()
+    (hop,) = rbm_server.wait_for_sends(1)
+    assert hop.body["contentMessage"]["text"].startswith("Hola Laura")
+    row = outbound(session, accepted[0])
+    assert row is not None and row.status == "failed" and row.error_code == "131026"
+    # The redelivered failure now meets the recorded row: no second hop.
+    late = signed_post(rcs_gateway, envelope(statuses=[failed])).json()
+    assert late["statuses"] == 0 and late["parked"] == 0
+    assert len(audit(session, "channel_fallback")) == 1
+    assert fresh(session).scalars(select(EarlyStatus)).all() == []
 
 
 def test_an_rbm_404_after_whatsapp_falls_back_to_sms_with_the_opt_out_text(

@@ -2,17 +2,21 @@
 
 Inbound messages become ``messages`` rows (direction ``in``, status ``pending``); the
 unique constraint on (channel, direction, external_id) makes a redelivery a no-op.
-Statuses update the outbound row they name. Nothing here talks to Rasa or the network.
+Statuses update the outbound row they name. A status can arrive before the outbox has
+recorded the provider's id of its send (WhatsApp posts "sent" or "failed" within
+milliseconds); it is parked in ``early_statuses`` and applied once the send is recorded
+(:func:`apply_early_statuses`). Nothing here talks to Rasa or the network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +30,7 @@ from bot.channels.base import (
 from bot.clock import Clock, wall_clock_utc
 from bot.conversation.claims import InboundStatus, OutboundStatus
 from bot.conversation.rate_limit import RECEIVED_AT
-from bot.db.models import ContactPoint, Direction, Message
+from bot.db.models import ContactPoint, Direction, EarlyStatus, Message
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
 
@@ -42,6 +46,10 @@ STATUS_RANK = {
     "played": 3,
 }
 
+# A parked receipt whose send is never recorded (a message sent from another tool on the
+# same number, say) is dropped after this long.
+EARLY_STATUS_TTL = timedelta(hours=24)
+
 WindowClosedHandler = Callable[[Session, Message], None]
 UndeliverableHandler = Callable[[Session, Message], None]
 
@@ -51,6 +59,7 @@ class StoreResult:
     stored: int = 0
     duplicates: int = 0
     statuses: int = 0
+    parked: int = 0  # statuses for sends not recorded yet (applied when they are)
     conversation_ids: set[int] = field(default_factory=set)
     released: int = 0  # held outbound messages set free by a new inbound message
     stored_kinds: list[str] = field(default_factory=list)
@@ -149,7 +158,9 @@ def _store_status(
     status: StatusUpdate,
     on_window_closed: WindowClosedHandler | None,
     on_undeliverable: UndeliverableHandler | None = None,
-) -> bool:
+) -> bool | None:
+    """Apply ``status`` to its outbound row: True if it changed it, False if not, None if
+    the send is not recorded yet (the status is parked)."""
     row = session.scalars(
         select(Message).where(
             Message.channel == status.channel,
@@ -158,8 +169,10 @@ def _store_status(
         )
     ).first()
     if row is None:
-        log.info("inbox.status_for_unknown_message", channel=status.channel, status=status.status)
-        return False
+        if not status.external_id:
+            return False
+        _park(session, status)
+        return None
     if status.status == OutboundStatus.FAILED:
         if STATUS_RANK.get(row.status, -1) >= STATUS_RANK[OutboundStatus.DELIVERED]:
             return False
@@ -189,6 +202,75 @@ def _store_status(
     return True
 
 
+def _park(session: Session, status: StatusUpdate) -> None:
+    """Keep a receipt for a send that is not recorded yet (the caller commits)."""
+    parked = session.scalars(
+        select(EarlyStatus.id).where(
+            EarlyStatus.channel == status.channel,
+            EarlyStatus.external_id == status.external_id,
+            EarlyStatus.status == status.status,
+        )
+    ).first()
+    if parked is None:
+        session.add(
+            EarlyStatus(
+                channel=status.channel,
+                external_id=status.external_id,
+                status=status.status,
+                error_code=status.error_code,
+                error_title=status.error_title,
+                outcome=status.outcome.value if status.outcome else None,
+                received_at=wall_clock_utc(),
+            )
+        )
+    log.info("inbox.status_parked", channel=status.channel, status=status.status)
+
+
+def apply_early_statuses(
+    session: Session,
+    clock: Clock,
+    *,
+    external_id: str | None = None,
+    on_window_closed: WindowClosedHandler | None = None,
+    on_undeliverable: UndeliverableHandler | None = None,
+) -> int:
+    """Apply parked receipts whose send is now recorded (only ``external_id``'s, if given),
+    and drop those parked longer than :data:`EARLY_STATUS_TTL`. The caller commits.
+
+    Returns how many receipts changed an outbound row.
+    """
+    query = select(EarlyStatus).join(
+        Message,
+        and_(
+            Message.channel == EarlyStatus.channel,
+            Message.direction == Direction.OUT.value,
+            Message.external_id == EarlyStatus.external_id,
+        ),
+    )
+    if external_id is not None:
+        query = query.where(EarlyStatus.external_id == external_id)
+    applied = 0
+    for parked in session.scalars(query.order_by(EarlyStatus.id)).all():
+        update_ = StatusUpdate(
+            channel=parked.channel,
+            external_id=parked.external_id,
+            status=parked.status,
+            error_code=parked.error_code,
+            error_title=parked.error_title,
+            outcome=SendOutcome(parked.outcome) if parked.outcome else None,
+        )
+        changed = _store_status(session, clock, update_, on_window_closed, on_undeliverable)
+        applied += int(changed is True)
+        session.delete(parked)
+    if external_id is None:
+        session.execute(
+            delete(EarlyStatus).where(EarlyStatus.received_at < wall_clock_utc() - EARLY_STATUS_TTL)
+        )
+    if applied:
+        log.info("inbox.early_statuses_applied", count=applied)
+    return applied
+
+
 def store_delivery(
     session: Session,
     clock: Clock,
@@ -211,9 +293,9 @@ def store_delivery(
             for message in messages:
                 _store_message(session, clock, message, result)
             for status in delivery.statuses:
-                result.statuses += int(
-                    _store_status(session, clock, status, on_window_closed, on_undeliverable)
-                )
+                known = _store_status(session, clock, status, on_window_closed, on_undeliverable)
+                result.statuses += int(known is True)
+                result.parked += int(known is None)
             session.commit()
             return result
         except IntegrityError:

@@ -11,7 +11,6 @@ the person writes again.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.channels.base import (
@@ -44,6 +44,7 @@ from bot.conversation.claims import (
     release_after,
     scheduling_now,
 )
+from bot.conversation.inbox import apply_early_statuses
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
@@ -55,6 +56,8 @@ from bot.policy import Policy
 log = structlog.get_logger("acuerdo.outbox")
 
 REENGAGEMENT_TEMPLATE = "reanudar_conversacion"
+# How often a claiming outbox looks for parked receipts whose send got recorded.
+EARLY_STATUS_SWEEP_SECONDS = 5.0
 _KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
 
 # Called, inside the transaction that marks an outbound row failed, when its channel says it
@@ -197,6 +200,7 @@ class Outbox:
         self.wake = wake
         self.halted_until: datetime | None = None
         self.halt_reason: str | None = None
+        self._next_sweep = 0.0
 
     # -- claiming (runs in a worker thread) ---------------------------------------------
     def _halted(self) -> bool:
@@ -213,6 +217,10 @@ class Outbox:
     def claim(self, limit: int) -> list[Claim]:
         if self._halted():
             return []
+        try:
+            self.sweep_early_statuses()
+        except SQLAlchemyError:
+            log.warning("outbox.early_status_sweep_failed", exc_info=True)
         with self._sessions() as session:
             return claim_rows(
                 session,
@@ -285,6 +293,50 @@ class Outbox:
             )
             session.commit()
             return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def _record_sent(self, claim: Claim, external_id: str | None) -> tuple[bool, int]:
+        """Mark the claimed row sent with the channel's id for it, and apply any receipt
+        for that id that arrived before this record (see ``bot/conversation/inbox.py``)."""
+        with self._sessions() as session:
+            result = session.execute(
+                update(Message)
+                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
+                .values(
+                    status=OutboundStatus.SENT,
+                    external_id=external_id,
+                    error_code=None,
+                    next_attempt_at=None,
+                    updated_at=self._clock.now_utc(),
+                )
+            )
+            receipts = 0
+            if external_id:
+                receipts = apply_early_statuses(
+                    session,
+                    self._clock,
+                    external_id=external_id,
+                    on_window_closed=self.hold_in_session,
+                    on_undeliverable=self._on_undeliverable,
+                )
+            session.commit()
+            return result.rowcount == 1, receipts  # type: ignore[attr-defined]
+
+    def sweep_early_statuses(self) -> int:
+        """Apply parked receipts whose send got recorded by a race the fast path missed,
+        and drop stale ones; at most once every few seconds (called when claiming)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return 0
+        self._next_sweep = now + EARLY_STATUS_SWEEP_SECONDS
+        with self._sessions() as session:
+            receipts = apply_early_statuses(
+                session,
+                self._clock,
+                on_window_closed=self.hold_in_session,
+                on_undeliverable=self._on_undeliverable,
+            )
+            session.commit()
+        return receipts
 
     def _expire_late(self, claim: Claim, job: _Job) -> None:
         with self._sessions() as session:
@@ -370,19 +422,17 @@ class Outbox:
         self._observer.outbound(job.channel, job.kind, OutboundStatus.SENT)
         # WhatsApp has the message now: record it even through a database restart, or the
         # row would be sent again when its lease runs out.
-        recorded = await persist_patiently(
-            functools.partial(
-                self._finish,
-                claim,
-                OutboundStatus.SENT,
-                external_id=result.external_id,
-                error_code=None,
-            ),
+        recorded, receipts = await persist_patiently(
+            self._record_sent,
+            claim,
+            result.external_id,
             budget=self._tuning.lease_seconds / 2,
             what="outbox.record_sent",
         )
         if not recorded:
             log.warning("outbox.sent_after_lease_lost", message_id=claim.message_id)
+        if receipts:
+            self.wake()  # a receipt that came early may have held it or queued a fallback
         log.info(
             "outbox.sent",
             channel=job.channel,

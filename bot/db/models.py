@@ -323,6 +323,29 @@ class Message(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
+class EarlyStatus(Base):
+    """A delivery receipt that arrived before its send was recorded.
+
+    WhatsApp can post "sent" or "failed" for a message a few milliseconds after accepting
+    it, before the outbox has committed the provider's id. The receipt is parked here and
+    applied when the outbox records that id (``bot/conversation/inbox.py``).
+    """
+
+    __tablename__ = "early_statuses"
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id", "status", name="uq_early_statuses_receipt"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_title: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ConsoleUser(Base):
     __tablename__ = "console_users"
 

@@ -196,6 +196,7 @@ async def receive_delivery(
         "stored": result.stored,
         "duplicates": result.duplicates,
         "statuses": result.statuses,
+        "parked": result.parked,
         "ignored": delivery.ignored,
     }
     if delivery.rejected:
