@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from bench.profiling import Profilers
 from bot.domain.phones import whatsapp_id
 from bot.engine.training import latest_model, rasa_env
 from tests.graph_stub import GraphStub
@@ -102,7 +103,11 @@ def run_baseline(
     try:
         service.wait_ready(600)
         load_seconds = time.monotonic() - started
+        cpu_before = service.cpu_seconds()
         figures = asyncio.run(_rest_conversations(f"http://127.0.0.1:{port}", senders, script))
+        figures["cpu_ms_per_message"] = {
+            "rasa": _per_message(service.cpu_seconds() - cpu_before, figures["messages"])
+        }
         service.sample_memory()
     finally:
         service.stop()
@@ -112,8 +117,17 @@ def run_baseline(
 
 
 # -- end to end -----------------------------------------------------------------------------
+def _per_message(cpu_seconds: float, messages: int) -> float:
+    return round(1000 * cpu_seconds / max(messages, 1), 1)
+
+
 def run_e2e(
-    model: Path, debtors: int, script: list[str], scaled: bool, workdir: Path
+    model: Path,
+    debtors: int,
+    script: list[str],
+    scaled: bool,
+    workdir: Path,
+    profile: bool = False,
 ) -> dict[str, Any]:
     graph = GraphStub().start()
     accounts = load_debtors(debtors, prefix="+52554")
@@ -132,6 +146,8 @@ def run_e2e(
         wa_ids = [whatsapp_id(a.phone) for a in accounts]
         driver = LoadDriver(topology.gateway_urls(), graph, reply_timeout=60)
         driver.run(["5215599999999"], script[:2])  # warm-up: connections, caches, first turn
+        cpu_before = topology.cpu_seconds()
+        profilers = Profilers(topology.services(), workdir / "profile") if profile else None
         result = driver.run(wa_ids, script)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the last bubbles of the last turns
@@ -139,6 +155,8 @@ def run_e2e(
             if len(outcome.latencies) >= len(result.sent):
                 break
             time.sleep(0.2)
+        cpu_after = topology.cpu_seconds()
+        hot = profilers.stop() if profilers is not None else {}
         peaks = topology.peak_rss_mib()
     finally:
         topology.stop()
@@ -157,6 +175,11 @@ def run_e2e(
         "ack_ms": summary(outcome.acks),
         "peak_rss_mib": peaks,
         "peak_rss_total_mib": round(sum(peaks.values()), 1),
+        "cpu_ms_per_message": {
+            name: _per_message(cpu_after[name] - cpu_before.get(name, 0.0), len(answered))
+            for name in cpu_after
+        },
+        "profile": hot,
         "errors": {
             "delivery": len(result.delivery_errors),
             "reply_timeouts": result.reply_timeouts,
@@ -219,6 +242,16 @@ def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -
     for run in runs:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in run["peak_rss_mib"].items())
         print(f"  peak RSS ({run['topology']}): {parts} MiB")
+    rasa_cpu = baseline["cpu_ms_per_message"]["rasa"]
+    print(f"  CPU ms per message: bare Rasa {rasa_cpu:.1f}")
+    for run in runs:
+        cpu = run["cpu_ms_per_message"]
+        parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        print(f"  CPU ms per message ({run['topology']}): {parts}; total {sum(cpu.values()):.1f}")
+        for name, frames in run["profile"].items():
+            print(f"  py-spy, {name} ({run['topology']}): where its CPU samples are (self, %)")
+            for frame, share in frames:
+                print(f"    {share:5.1f}  {frame}")
     print("  latency in ms: webhook POST -> first reply at the Graph stand-in;")
     print("  bare Rasa: one REST turn (no gateway, no action server)")
 
@@ -229,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=len(SCRIPT))
     parser.add_argument("--topology", choices=("single", "scaled", "both"), default="both")
     parser.add_argument("--smoke", action="store_true", help="8 debtors, 5 turns, single")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample every process with py-spy during the run"
+    )
     parser.add_argument("--config", default=os.environ.get("ACUERDO_TRAIN_CONFIG", "config.yml"))
     args = parser.parse_args(argv)
     if args.smoke:
@@ -244,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for scaled in {"single": [False], "scaled": [True], "both": [False, True]}[args.topology]:
         run = run_e2e(
-            model, args.debtors, script, scaled, workdir / ("scaled" if scaled else "single")
+            model,
+            args.debtors,
+            script,
+            scaled,
+            workdir / ("scaled" if scaled else "single"),
+            profile=args.profile,
         )
         run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(run)

@@ -41,7 +41,11 @@ from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_
 from rasa.shared.core.events import ActionExecuted, Event, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot import rasa_speedups
+
 logger = logging.getLogger(__name__)
+
+rasa_speedups.install()  # this module is how Rasa loads Acuerdo: see bot/rasa_speedups.py
 
 # Each turn of history costs about 2 ms on every later turn (docs/dialogue.md), so a session
 # of 8-16 turns answers within a few milliseconds of a new one; 8 turns kept are three
@@ -56,6 +60,15 @@ def _setting(variable: str, configured: int | None, default: int) -> int:
     if value < 1:
         raise ValueError(f"{variable} must be a whole number of at least 1")
     return value
+
+
+def fold_limits(max_turns: int | None, keep_turns: int | None) -> tuple[int, int]:
+    """``(max_turns, keep_turns)`` from the environment, the endpoints file or the defaults."""
+    most = _setting("ACUERDO_TRACKER_MAX_TURNS", max_turns, MAX_TURNS)
+    keep = _setting("ACUERDO_TRACKER_KEEP_TURNS", keep_turns, KEEP_TURNS)
+    if keep >= most:
+        raise ValueError("the tracker store's keep_turns must be smaller than max_turns")
+    return most, keep
 
 
 def _at_rest(tracker: DialogueStateTracker) -> bool:
@@ -121,10 +134,7 @@ class FoldingInMemoryTrackerStore(InMemoryTrackerStore):
         **kwargs: Any,
     ) -> None:
         super().__init__(domain, event_broker, **kwargs)
-        self.max_turns = _setting("ACUERDO_TRACKER_MAX_TURNS", max_turns, MAX_TURNS)
-        self.keep_turns = _setting("ACUERDO_TRACKER_KEEP_TURNS", keep_turns, KEEP_TURNS)
-        if self.keep_turns >= self.max_turns:
-            raise ValueError("the tracker store's keep_turns must be smaller than max_turns")
+        self.max_turns, self.keep_turns = fold_limits(max_turns, keep_turns)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Store the tracker, folded when its session has grown past ``max_turns``."""

@@ -138,6 +138,17 @@ class Service:
             self.peak_rss_kib = max(self.peak_rss_kib, _vm_kib(self.pid, "VmHWM"))
         return self.peak_rss_kib
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time this incarnation has used so far (0 once it is gone)."""
+        if not self.alive():
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
     def rss_kib(self) -> int:
         return _vm_kib(self.pid, "VmRSS") if self.alive() else 0
 
@@ -466,6 +477,10 @@ class Topology:
     def sample_memory(self) -> None:
         for service in self.services():
             service.sample_memory()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each process (for per-message figures: take a difference)."""
+        return {s.name: s.cpu_seconds() for s in self.services()}
 
     def peak_rss_mib(self) -> dict[str, float]:
         """Peak resident memory of each process (MiB), ``VmHWM`` from /proc."""
