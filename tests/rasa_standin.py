@@ -29,6 +29,7 @@ class RasaStandIn:
         self.answered: list[dict[str, Any]] = []
         self.rasa_down = False  # webhook answers 503
         self.actions_down = False  # /health answers 500
+        self.health_checks = 0  # GET /health calls (the gateway's action-server checks)
         self.gate = threading.Event()  # cleared: webhook calls wait until it is set
         self.gate.set()
         self.arrived = threading.Event()  # set when a webhook call arrives
@@ -72,6 +73,7 @@ class RasaStandIn:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/health":
+                    standin.health_checks += 1
                     ok = not standin.actions_down
                     self._json(200 if ok else 500, {"status": "ok" if ok else "down"})
                 else:

@@ -183,6 +183,38 @@ def test_an_action_server_outage_holds_the_message_before_it_reaches_rasa(
     assert len(rasa_standin.requests) == 1
 
 
+def test_a_turn_during_which_the_action_server_went_away_is_run_again(
+    gateway: TestClient, rasa_standin: RasaStandIn, graph_server: GraphStub, db_url: str
+) -> None:
+    # Rasa answers 200 even when an action could not run: the answer cannot be trusted.
+    rasa_standin.gate.clear()
+    signed_post(gateway, envelope([text("hola")]))
+    assert rasa_standin.arrived.wait(10)
+    rasa_standin.actions_down = True  # goes away while the turn runs
+    rasa_standin.gate.set()
+    wait_until(lambda: (r := rows(db_url, "in")) and r[0].attempts >= 2, what="a retry")
+    assert graph_server.sends == []  # the doubtful answer was not sent
+    rasa_standin.actions_down = False
+    graph_server.wait_for_sends(1)
+    wait_outbound_settled(db_url)
+    assert len(graph_server.sends) == 1
+    assert [r["message"] for r in rasa_standin.answered] == ["hola", "hola"]
+
+
+def test_concurrent_turns_share_the_action_server_checks(
+    gateway: TestClient, rasa_standin: RasaStandIn, graph_server: GraphStub, db_url: str
+) -> None:
+    senders = [f"52155500000{n:02d}" for n in range(6)]
+    rasa_standin.gate.clear()
+    for sender in senders:
+        signed_post(gateway, envelope([text("hola", wa_id=sender)], wa_id=sender))
+    wait_until(lambda: len(rasa_standin.requests) == 6, what="six turns at Rasa at once")
+    rasa_standin.gate.set()
+    graph_server.wait_for_sends(6)
+    # Two checks per turn (before and after) would be 12; every turn still had both.
+    assert 2 <= rasa_standin.health_checks <= 6
+
+
 def test_messages_accepted_before_a_restart_are_answered_by_the_next_process(
     start_gateway: Callable[..., TestClient],
     rasa_standin: RasaStandIn,

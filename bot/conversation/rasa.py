@@ -8,9 +8,10 @@ dies mid-request is skipped for a few seconds and the turn goes to the next one 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -20,6 +21,8 @@ log = structlog.get_logger("acuerdo.rasa")
 
 # How long a server that refused a connection or died mid-request is passed over.
 DOWN_SECONDS = 5.0
+# Before a turn, a health check of the action server at most this old will do.
+ACTIONS_FRESH_SECONDS = 1.0
 
 
 class RasaUnavailable(RuntimeError):
@@ -32,6 +35,48 @@ class RasaRejected(RuntimeError):
 
 class _ServerDown(Exception):
     """This server could not take the request (the turn never ran there): try another."""
+
+
+class _SharedHealthCheck:
+    """Health checks of the action server that concurrent turns share.
+
+    A turn needs to know the action server answered a check *started* after some moment
+    (the turn's end, say). One check in flight serves every turn whose moment it started
+    after; a turn whose moment is later waits for it, then starts the next. Under load
+    this is one request per batch of turns instead of two per turn.
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[bool]]) -> None:
+        self._probe = probe
+        self._last: tuple[float, bool] | None = None  # (started, answered) of the latest
+        self._inflight: tuple[float, asyncio.Future[bool]] | None = None
+
+    def _start(self) -> tuple[float, asyncio.Future[bool]]:
+        started = time.monotonic()
+        task = asyncio.ensure_future(self._probe())
+        flight = (started, task)
+
+        def landed(done: asyncio.Future[bool]) -> None:
+            answered = not done.cancelled() and done.exception() is None and done.result()
+            if self._last is None or self._last[0] <= started:
+                self._last = (started, answered)
+            if self._inflight is flight:
+                self._inflight = None
+
+        task.add_done_callback(landed)
+        self._inflight = flight
+        return flight
+
+    async def answered_since(self, moment: float) -> bool:
+        """Whether the action server answered a check started at or after ``moment``."""
+        while True:
+            if self._last is not None and self._last[0] >= moment:
+                return self._last[1]
+            flight = self._inflight or self._start()
+            answered = await asyncio.shield(flight[1])
+            if flight[0] >= moment:
+                return answered
+            # That check began before our moment: wait no more for it; the next one counts.
 
 
 class RasaClient:
@@ -50,6 +95,7 @@ class RasaClient:
         self.action_health_url = action_health_url
         self._down_until = [0.0] * len(self.base_urls)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+        self._actions_health = _SharedHealthCheck(self.actions_ready)
 
     def _order(self, sender: str) -> list[int]:
         """Server indexes to try for ``sender``: its preferred one first, ones marked down last."""
@@ -106,10 +152,15 @@ class RasaClient:
 
         The action server is checked before and after the turn: Rasa takes a message into
         the tracker and answers 200 even when an action could not run (it logs the error
-        and goes on), so a turn during which the action server was down is retried.
+        and goes on), so a turn during which the action server was down is retried. Before,
+        a check up to ``ACTIONS_FRESH_SECONDS`` old will do; after, only one started once
+        the turn had ended (concurrent turns share checks: ``_SharedHealthCheck``). A
+        restarted action server needs seconds to come up, far longer than that.
         """
-        if not await self.actions_ready():
-            raise RasaUnavailable("action server not reachable")
+        if self.action_health_url is not None:
+            fresh_from = time.monotonic() - ACTIONS_FRESH_SECONDS
+            if not await self._actions_health.answered_since(fresh_from):
+                raise RasaUnavailable("action server not reachable")
         body = {"sender": sender, "message": message, "metadata": metadata}
         response: httpx.Response | None = None
         reasons: list[str] = []
@@ -131,7 +182,10 @@ class RasaClient:
             raise RasaUnavailable("Rasa answered something that is not JSON") from None
         if not isinstance(data, list):
             raise RasaUnavailable("Rasa answered JSON that is not a list")
-        if not await self.actions_ready():
+        ended = time.monotonic()
+        if self.action_health_url is not None and not await self._actions_health.answered_since(
+            ended
+        ):
             raise RasaUnavailable("action server went away during the turn")
         return [item for item in data if isinstance(item, dict)]
 
