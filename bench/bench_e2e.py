@@ -129,7 +129,7 @@ def run_e2e(
     workdir: Path,
     profile: bool = False,
 ) -> dict[str, Any]:
-    graph = GraphStub().start()
+    graph = GraphStub(keep_alive=True).start()
     accounts = load_debtors(debtors, prefix="+52554")
     topology = Topology(
         model=model,

@@ -130,7 +130,7 @@ def run(turns: int, model: Path, *, verbose: bool = False) -> dict[str, Any]:
     latencies: list[float] = []
     identity_prompts = 0
     balance_answers = balance_questions = 0
-    with GraphStub() as graph:
+    with GraphStub(keep_alive=True) as graph:
         topology = Topology(
             model=model,
             graph_url=graph.url,

@@ -63,7 +63,7 @@ def run(
         "reanudar_conversacion", {"language": "es_MX", "body": "Hola", "buttons": ["Continuar"]}
     )
     (workdir / "policy.yml").write_text(yaml.safe_dump(policy, allow_unicode=True))
-    graph = GraphStub().start()
+    graph = GraphStub(keep_alive=True).start()
     rasa = RasaStandIn().start() if rasa_port is None else None
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACUERDO_", "WHATSAPP_"))}

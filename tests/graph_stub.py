@@ -53,8 +53,14 @@ class GraphStub:
         failure_rate: float = 0.0,
         stall_seconds: float = 3.0,
         seed: int = 8,
+        keep_alive: bool = False,
     ) -> None:
         self.access_token = access_token
+        # HTTP/1.1 keep-alive, like graph.facebook.com (one connection per client, not one
+        # per send): for the benchmarks, whose gateways are real processes. The in-process
+        # tests keep HTTP/1.0, as they drive one app from several TestClients, each on its
+        # own event loop, where a pooled connection of another loop cannot be reused.
+        self.keep_alive = keep_alive
         # Random faults on sends (chaos tests): 429, 500 or a stall past the client's timeout,
         # in equal parts. A stalled send is answered with a 500 after the stall and is never
         # accepted: Meta never got it. (A real timeout after acceptance would be a duplicate:
@@ -156,6 +162,8 @@ class GraphStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if stub.keep_alive else "HTTP/1.0"
+
             def log_message(self, *_args: Any) -> None:
                 pass
 

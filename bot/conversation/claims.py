@@ -94,6 +94,11 @@ class Claim:
     attempts: int
 
 
+# Another look at the messages table, for "the earliest unfinished row of its conversation".
+# Built once: an alias's columns cost far more to build than the whole query (profiled).
+_EARLIER = aliased(Message)
+
+
 def claim_rows(
     session: Session,
     *,
@@ -107,7 +112,7 @@ def claim_rows(
     if limit <= 0:
         return []
     now = scheduling_now()
-    earlier = aliased(Message)
+    earlier = _EARLIER
     earliest_unfinished = (
         select(func.min(earlier.id))
         .where(

@@ -46,6 +46,11 @@ STATUS_RANK = {
     "played": 3,
 }
 
+# _NO_SYNC: the ORM is not asked to find and refresh the objects that the two bulk UPDATEs
+# of every stored message change (contact point reachable again, held replies released):
+# that search cost more than the rest of the store (profiled). No held reply is loaded
+# here; a contact point loaded by a first contact's account look-up is expired instead.
+
 # A parked receipt whose send is never recorded (a message sent from another tool on the
 # same number, say) is dropped after this long.
 EARLY_STATUS_TTL = timedelta(hours=24)
@@ -129,7 +134,11 @@ def _store_message(
             ContactPoint.unreachable_at.is_not(None),
         )
         .values(unreachable_at=None, unreachable_reason=None)
+        .execution_options(synchronize_session=False)  # see _NO_SYNC
     )
+    for loaded in list(session.identity_map.values()):
+        if isinstance(loaded, ContactPoint):  # (a first contact looks its account up)
+            session.expire(loaded)
     released = session.execute(
         update(Message)
         .where(
@@ -138,6 +147,7 @@ def _store_message(
             Message.status == OutboundStatus.HELD,
         )
         .values(status=OutboundStatus.QUEUED, next_attempt_at=None)
+        .execution_options(synchronize_session=False)  # see _NO_SYNC
     )
     result.released += released.rowcount  # type: ignore[attr-defined]
     result.stored += 1
