@@ -72,11 +72,13 @@ class _SharedHealthCheck:
         while True:
             if self._last is not None and self._last[0] >= moment:
                 return self._last[1]
-            flight = self._inflight or self._start()
+            flight = self._inflight
+            if flight is None or flight[1].done():  # (landed, its callback not run yet)
+                flight = self._start()
             answered = await asyncio.shield(flight[1])
             if flight[0] >= moment:
                 return answered
-            # That check began before our moment: wait no more for it; the next one counts.
+            # That check began before our moment: the next one counts.
 
 
 class RasaClient:
