@@ -163,6 +163,9 @@ class GraphStub:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1" if stub.keep_alive else "HTTP/1.0"
+            # Headers and body leave in separate writes: on a kept-alive connection Nagle's
+            # algorithm would hold the body back for the client's delayed ACK (~40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -50,7 +50,9 @@ def _patient_connect(engine: Engine, patience: float) -> None:
 
 def make_engine(url: str) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
-    kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+    # A server connection can die between uses (a restart): ping it when checked out. A
+    # SQLite file cannot, and the ping was a query of its own per transaction (profiled).
+    kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": not url.startswith("sqlite")}
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
