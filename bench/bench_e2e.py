@@ -128,6 +128,7 @@ def run_e2e(
     scaled: bool,
     workdir: Path,
     profile: bool = False,
+    rasa_nice: int = 0,
 ) -> dict[str, Any]:
     graph = GraphStub(keep_alive=True).start()
     accounts = load_debtors(debtors, prefix="+52554")
@@ -138,6 +139,7 @@ def run_e2e(
         debtors=accounts,
         workdir=workdir,
         extra_env={"ACUERDO_LOG_LEVEL": "WARNING"},
+        rasa_nice=rasa_nice,
     )
     started = time.monotonic()
     topology.start()
@@ -265,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="sample every process with py-spy during the run"
     )
+    parser.add_argument(
+        "--rasa-nice", type=int, default=0, help="start Rasa with this nice value (0-19)"
+    )
     parser.add_argument("--config", default=os.environ.get("ACUERDO_TRAIN_CONFIG", "config.yml"))
     args = parser.parse_args(argv)
     if args.smoke:
@@ -286,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             scaled,
             workdir / ("scaled" if scaled else "single"),
             profile=args.profile,
+            rasa_nice=args.rasa_nice,
         )
         run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(run)

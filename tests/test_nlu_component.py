@@ -8,15 +8,11 @@ it messages with DIET-like entities under a pinned clock and prints the resultin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RASA_PYTHON = REPO_ROOT / ".venv-rasa" / "bin" / "python"
+from tests.rasa_engine import RASA_PYTHON, REPO_ROOT, run_in_rasa_engine
 
 SCRIPT = r"""
 import json, os, sys
@@ -138,25 +134,10 @@ def results() -> dict[str, list[dict[str, Any]]]:
         pytest.skip(
             f"{RASA_PYTHON.relative_to(REPO_ROOT)} not found: the Rasa engine env is absent"
         )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "ACUERDO_TIMEZONE": "America/Mexico_City",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
-    completed = subprocess.run(
-        [str(RASA_PYTHON), "-c", SCRIPT],
-        input=json.dumps(CASES),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=300,
-        check=False,
+    found: dict[str, list[dict[str, Any]]] = run_in_rasa_engine(
+        SCRIPT, stdin=json.dumps(CASES), env={"ACUERDO_TIMEZONE": "America/Mexico_City"}
     )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT:")]
-    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("RESULT:"))
+    return found
 
 
 def _by_type(entities: list[dict[str, Any]]) -> dict[str, Any]:

@@ -6,22 +6,17 @@
   ``bot/rasa_tracker_store.py`` in SQL): a 40-turn conversation is read back short, with
   every slot and the latest turns, and the SQL log still holds every message.
 
-``make test`` runs pytest in ``.venv`` (no Rasa), so a script runs in a ``.venv-rasa``
-subprocess and prints its findings as JSON.
+The checks run in a ``.venv-rasa`` subprocess (``tests/rasa_engine.py``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-RASA_PYTHON = REPO_ROOT / ".venv-rasa" / "bin" / "python"
+from tests.rasa_engine import RASA_PYTHON, run_in_rasa_engine
+
 TURNS = 40
 
 SCRIPT = r"""
@@ -124,26 +119,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     if not RASA_PYTHON.exists():
         pytest.fail(".venv-rasa is missing: run 'make setup' (it installs the Rasa engine)")
     db = tmp_path_factory.mktemp("rasa-store") / "tracker.db"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
-    }
-    env.pop("ACUERDO_TRACKER_MAX_TURNS", None)
-    env.pop("ACUERDO_TRACKER_KEEP_TURNS", None)
-    completed = subprocess.run(
-        [str(RASA_PYTHON), "-c", SCRIPT, str(db), str(TURNS)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT:")]
-    assert completed.returncode == 0 and lines, completed.stderr[-3000:]
-    return json.loads(lines[-1].removeprefix("RESULT:"))
+    # The folding limits are the defaults, whatever the environment says.
+    env = {"ACUERDO_TRACKER_MAX_TURNS": "", "ACUERDO_TRACKER_KEEP_TURNS": ""}
+    found: dict[str, Any] = run_in_rasa_engine(SCRIPT, str(db), str(TURNS), env=env)
+    return found
 
 
 def test_loading_our_tracker_store_installs_the_speedup(results: dict[str, Any]) -> None:

@@ -325,6 +325,7 @@ class Topology:
     rasa_servers: int = 2
     debtors: list[AccountData] = field(default_factory=lambda: load_debtors(60))
     extra_env: dict[str, str] = field(default_factory=dict)
+    rasa_nice: int = 0  # run Rasa at a lower CPU priority (nice) than the gateway
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="acuerdo-top-")))
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
@@ -357,6 +358,7 @@ class Topology:
         return env
 
     def start(self, ready_timeout: float = 400.0) -> Topology:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.scaled:
             self.gateways = self.rasa_servers = 1
         if self.scaled:
@@ -411,6 +413,7 @@ class Topology:
                 Service(
                     f"rasa{index + 1}",
                     [
+                        *(["nice", "-n", str(self.rasa_nice)] if self.rasa_nice else []),
                         str(REPO_ROOT / ".venv-rasa/bin/rasa"),
                         "run",
                         "--enable-api",
