@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bot.engine.training import latest_model, rasa_env, rasa_executable
+from bot.engine.training import latest_model, rasa_env, rasa_executable, train_command
 from tests.topology import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,20 +208,7 @@ def measure_serving(model: Path, messages: list[str], workdir: Path) -> dict[str
 def measure_training(config: str, workdir: Path) -> dict[str, Any]:
     """``rasa train`` exactly as ``ensure_model`` runs it, into ``workdir``, cold cache."""
     out = workdir / "models"
-    command = [
-        str(rasa_executable(ROOT)),
-        "train",
-        "--config",
-        config,
-        "--domain",
-        "domain.yml",
-        "--data",
-        "data",
-        "--out",
-        str(out),
-        "--fixed-model-name",
-        "bench",
-    ]  # fmt: skip
+    command = train_command(ROOT, config, out, "bench")
     env = rasa_env(ROOT)
     env["RASA_CACHE_DIRECTORY"] = str(workdir / "cache")  # empty: every component trains
     log = workdir / "rasa-train.log"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,9 @@ from bot.clock import Clock
 from bot.db.engine import session_factory
 from bot.db.migrate import upgrade
 from bot.db.models import Account
-from bot.domain.debtors import AccountData, upsert_account
+from bot.domain.debtors import upsert_account
 from bot.policy import Policy, load_policy
+from tests.accounts import account_data
 
 pytest_plugins = ["tests.rasa_stack", "tests.conftest_gateway", "tests.postgres", "tests.rbm_stub"]
 
@@ -66,16 +66,9 @@ def make_account(session: Session, clock: Clock) -> Callable[..., Account]:
             "external_id": f"ACC-{n:04d}",
             "full_name": f"Deudor Prueba {n}",
             "phone": f"+52551234{n:04d}",
-            "birth_date": date(1985, 3, 15),
-            "creditor": "Banco Ejemplo",
-            "product": "Tarjeta de crédito",
-            "principal_cents": 1_000_000,
-            "interest_cents": 150_000,
-            "fees_cents": 50_000,
-            "due_date": date(2026, 10, 24),
+            **overrides,
         }
-        values.update(overrides)
-        account, _ = upsert_account(session, clock, AccountData(**values))
+        account, _ = upsert_account(session, clock, account_data(**values))
         session.commit()
         return account
 

@@ -22,8 +22,9 @@ import pytest
 from bot.clock import Clock
 from bot.db.engine import session_scope
 from bot.db.migrate import upgrade
-from bot.domain.debtors import AccountData, upsert_account
+from bot.domain.debtors import upsert_account
 from bot.engine.training import latest_model, rasa_env
+from tests.accounts import account_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Lines the quality gates report; conftest prints them in pytest's terminal summary.
@@ -33,16 +34,10 @@ STACK_NOW = "2026-11-23"  # a Monday, noon in Mexico City
 # Debtors every conversation test may use; each test uses its own phone so that
 # trackers and ledger rows never interfere.
 STACK_DEBTORS = [
-    AccountData(
-        external_id=f"TC-{n:04d}5678",
-        full_name=f"María Prueba{n} López",
-        phone=f"+5255100{n:05d}",
-        birth_date=date(1985, 3, 15),
-        creditor="Banco Ejemplo",
-        product="Tarjeta de crédito",
-        principal_cents=1_000_000,
-        interest_cents=150_000,
-        fees_cents=50_000,
+    account_data(
+        f"TC-{n:04d}5678",
+        f"María Prueba{n} López",
+        f"+5255100{n:05d}",
         due_date=date(2026, 9, 24),
         minimum_payment_cents=150_000,
     )

@@ -27,8 +27,9 @@ from bot.config import SANDBOX_APP_SECRET, Settings
 from bot.console_users import create_console_user
 from bot.db.engine import session_scope
 from bot.db.models import ConsoleUser, Conversation, Message
-from bot.domain.debtors import AccountData, upsert_account
+from bot.domain.debtors import upsert_account
 from bot.domain.phones import whatsapp_id
+from tests.accounts import account_data
 from tests.conftest_gateway import FAST, envelope, text
 from tests.graph_stub import GraphStub, describe, wait_until
 from tests.rasa_stack import STACK_NOW, RasaStack, free_port
@@ -77,18 +78,7 @@ def served_gateway(
         upsert_account(
             session,
             clock,
-            AccountData(
-                external_id="TC-CONSOLA-0601",
-                full_name=NAME,
-                phone=PHONE,
-                birth_date=date(1985, 3, 15),
-                creditor="Banco Ejemplo",
-                product="Tarjeta de crédito",
-                principal_cents=1_000_000,
-                interest_cents=150_000,
-                fees_cents=50_000,
-                due_date=date(2026, 9, 24),
-            ),
+            account_data("TC-CONSOLA-0601", NAME, PHONE, due_date=date(2026, 9, 24)),
         )
         if not session.scalars(select(ConsoleUser).where(ConsoleUser.username == AGENT)).first():
             create_console_user(session, clock, AGENT, PASSWORD, "agent")

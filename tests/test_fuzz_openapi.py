@@ -34,7 +34,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +59,10 @@ from bot.console import live
 from bot.console_users import create_console_user
 from bot.db.engine import session_factory
 from bot.domain.conversations import get_or_create_conversation, request_handoff
-from bot.domain.debtors import AccountData, upsert_account
+from bot.domain.debtors import upsert_account
 from bot.payments.local import SIGNATURE_HEADER as PAYMENT_SIGNATURE_HEADER
 from bot.payments.local import sign_local_webhook
+from tests.accounts import account_data
 from tests.live_gateway import LiveGateway, live_gateway
 
 CASES: Counter[str] = Counter()
@@ -127,18 +127,7 @@ def _seed_ledger(gateway: LiveGateway) -> None:
         upsert_account(
             session,
             clock,
-            AccountData(
-                external_id="FUZZ-1",
-                full_name="Deudora Fuzz",
-                phone="+525512340001",
-                birth_date=date(1985, 3, 15),
-                creditor="Banco Ejemplo",
-                product="Tarjeta de crédito",
-                principal_cents=1_000_000,
-                interest_cents=150_000,
-                fees_cents=50_000,
-                due_date=date(2026, 10, 24),
-            ),
+            account_data("FUZZ-1", "Deudora Fuzz", "+525512340001"),
         )
         conversation = get_or_create_conversation(session, clock, "whatsapp", "+525512340001")
         conversation.last_inbound_at = clock.now_utc()

@@ -30,7 +30,6 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,7 @@ from bot.config import (
 )
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
-from bot.domain.debtors import AccountData, upsert_account
+from bot.domain.debtors import upsert_account
 from bot.gateway.intake import MAX_BODY_BYTES, BodyLimitMiddleware, body_limits
 from bot.payments import PaymentEvent, WebhookRejected, get_provider
 from bot.payments.local import (
@@ -74,6 +73,7 @@ from bot.payments.local import (
     sign_local_webhook,
 )
 from bot.policy import load_policy
+from tests.accounts import account_data
 from tests.live_gateway import LiveGateway, live_gateway
 
 CASES: Counter[str] = Counter()
@@ -724,18 +724,7 @@ def references(served: LiveGateway) -> list[str]:
             account, _ = upsert_account(
                 session,
                 clock,
-                AccountData(
-                    external_id=f"FUZZ-{n}",
-                    full_name=f"Deudora Fuzz {n}",
-                    phone=f"+52551234{n:04d}",
-                    birth_date=date(1985, 3, 15),
-                    creditor="Banco Ejemplo",
-                    product="Tarjeta de crédito",
-                    principal_cents=1_000_000,
-                    interest_cents=150_000,
-                    fees_cents=50_000,
-                    due_date=date(2026, 10, 24),
-                ),
+                account_data(f"FUZZ-{n}", f"Deudora Fuzz {n}", f"+52551234{n:04d}"),
             )
             for method in ("oxxo", "spei", "bank_ref"):
                 code = provider.issue_code(

@@ -34,6 +34,7 @@ from bot.db.engine import session_scope
 from bot.db.migrate import upgrade
 from bot.domain.debtors import AccountData, upsert_account
 from bot.engine.training import rasa_env
+from tests.accounts import account_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY_NOW = "2026-11-23"  # a Monday: noon in Mexico City is inside contact hours
@@ -49,16 +50,10 @@ def free_port() -> int:
 def load_debtors(count: int, prefix: str = "+52552") -> list[AccountData]:
     """``count`` debtors with distinct phones ``{prefix}00NNNNN`` and known answers."""
     return [
-        AccountData(
-            external_id=f"LD-{n:05d}",
-            full_name=f"Deudor{n} Carga Prueba",
-            phone=f"{prefix}{n:07d}",
-            birth_date=date(1985, 3, 15),
-            creditor="Banco Ejemplo",
-            product="Tarjeta de crédito",
-            principal_cents=1_000_000,
-            interest_cents=150_000,
-            fees_cents=50_000,
+        account_data(
+            f"LD-{n:05d}",
+            f"Deudor{n} Carga Prueba",
+            f"{prefix}{n:07d}",
             due_date=date(2026, 9, 24),
             minimum_payment_cents=150_000,
         )

@@ -52,6 +52,14 @@ def model_path(root: Path, config: str) -> Path:
     return root / "models" / f"acuerdo-{stem}-{model_fingerprint(root, config)}.tar.gz"
 
 
+def train_command(root: Path, config: str, out: Path, name: str) -> list[str]:
+    """``rasa train`` of our domain and data with ``config``, into ``out/<name>.tar.gz``."""
+    return [
+        str(rasa_executable(root)), "train", "--config", config, "--domain", "domain.yml",
+        "--data", "data", "--out", str(out), "--fixed-model-name", name,
+    ]  # fmt: skip
+
+
 def ensure_model(root: Path, config: str = "config.yml", *, force: bool = False) -> Path:
     """Return the trained model for ``config``, training it first if needed."""
     if not (root / config).exists():
@@ -60,20 +68,7 @@ def ensure_model(root: Path, config: str = "config.yml", *, force: bool = False)
     if target.exists() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    command = [
-        str(rasa_executable(root)),
-        "train",
-        "--config",
-        config,
-        "--domain",
-        "domain.yml",
-        "--data",
-        "data",
-        "--out",
-        str(target.parent),
-        "--fixed-model-name",
-        target.name.removesuffix(".tar.gz"),
-    ]
+    command = train_command(root, config, target.parent, target.name.removesuffix(".tar.gz"))
     result = subprocess.run(command, cwd=root, env=rasa_env(root))
     if result.returncode != 0 or not target.exists():
         raise TrainingError(f"rasa train failed (exit {result.returncode}); see the output above")
