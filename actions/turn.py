@@ -46,16 +46,17 @@ class Turn:
 
 
 def sender_phone(tracker: Tracker) -> str | None:
-    """The debtor's phone: the gateway's metadata, else the sender id (an E.164 number)."""
-    latest = (tracker.latest_message or {}).get("metadata") or {}
-    for candidate in (latest.get("phone"), tracker.sender_id):
-        if not candidate:
-            continue
-        try:
-            return normalize_phone(str(candidate))
-        except InvalidPhone:
-            continue
-    return None
+    """The debtor's phone: the sender id the gateway gave Rasa (an E.164 number).
+
+    Never the message metadata: a turn is about the conversation Rasa keeps for that
+    sender, and a phone in the metadata could name anyone else's account.
+    """
+    if not tracker.sender_id:
+        return None
+    try:
+        return normalize_phone(str(tracker.sender_id))
+    except InvalidPhone:
+        return None
 
 
 def sender_channel(tracker: Tracker) -> str:

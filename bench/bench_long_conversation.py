@@ -40,7 +40,7 @@ from bot.domain.phones import whatsapp_id
 from bot.engine.training import latest_model
 from tests.graph_stub import GraphStub, describe, wait_until
 from tests.load import percentile, webhook_body
-from tests.topology import Topology, load_debtors
+from tests.topology import TOPOLOGY_TOKEN, Topology, load_debtors
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "long_conversation.json"
@@ -113,7 +113,9 @@ class Conversation:
 def tracker_events(rasa_url: str, sender: str) -> int:
     """How many events Rasa's tracker store holds for ``sender`` (all sessions)."""
     response = httpx.get(
-        f"{rasa_url}/conversations/{sender}/tracker", params={"include_events": "ALL"}, timeout=60
+        f"{rasa_url}/conversations/{sender}/tracker",
+        params={"include_events": "ALL", "token": TOPOLOGY_TOKEN},
+        timeout=60,
     )
     response.raise_for_status()
     return len(response.json().get("events") or [])

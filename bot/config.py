@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
     payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
     var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
+    # The shared secret of the internal services: the action server refuses a call without it,
+    # Rasa's HTTP API and REST channel too (docs/security.md, "Who can reach what").
+    internal_token: str | None = Field(None, alias="ACUERDO_INTERNAL_TOKEN")
 
     @field_validator("timezone")
     @classmethod
@@ -109,6 +112,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"'{url}' is not an http:// or https:// URL")
         return ",".join(urls)
 
+    @field_validator("internal_token")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if len(value.strip()) < 24:
+            raise ValueError("must be at least 24 characters (openssl rand -hex 24)")
+        return value.strip()
+
     @field_validator("payments_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
@@ -147,16 +159,22 @@ class Settings(BaseSettings):
 
     def resolved_secret_key(self) -> str:
         """The signing key: the setting, or one generated once into ``var/``."""
-        if self.secret_key:
-            return self.secret_key
-        path = Path(self.var_dir) / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+        return self.secret_key or _generated_secret(Path(self.var_dir) / "secret_key")
+
+    def resolved_internal_token(self) -> str:
+        """The internal services' shared secret: the setting, or one generated into ``var/``."""
+        return self.internal_token or _generated_secret(Path(self.var_dir) / "internal_token")
+
+
+def _generated_secret(path: Path) -> str:
+    """A random secret kept in ``path`` (made on first use, readable by the owner only)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 _ALIASES = {name: field.alias for name, field in Settings.model_fields.items()}

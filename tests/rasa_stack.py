@@ -23,13 +23,15 @@ from bot.clock import Clock
 from bot.db.engine import session_scope
 from bot.db.migrate import upgrade
 from bot.domain.debtors import upsert_account
-from bot.engine.training import latest_model, rasa_env
+from bot.engine.action_server import command as action_server_command
+from bot.engine.training import latest_model, rasa_env, serve_command
 from tests.accounts import account_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Lines the quality gates report; conftest prints them in pytest's terminal summary.
 QUALITY_REPORT: list[str] = []
 STACK_NOW = "2026-11-23"  # a Monday, noon in Mexico City
+STACK_TOKEN = "test-internal-token-0123456789abcdef"  # ACUERDO_INTERNAL_TOKEN of the stack
 
 # Debtors every conversation test may use; each test uses its own phone so that
 # trackers and ledger rows never interfere.
@@ -72,7 +74,13 @@ class RasaStack:
     db_url: str
     env: dict[str, str]
     logs: Path
+    token: str = STACK_TOKEN
     _turns: int = field(default=0)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The header the gateway sends to Rasa's REST channel."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def say(self, sender: str, text: str, **metadata: Any) -> list[dict[str, Any]]:
         """One debtor turn through Rasa's REST channel; the bot's messages come back."""
@@ -83,13 +91,19 @@ class RasaStack:
                 "message": text,
                 "metadata": {"channel": "whatsapp", "phone": sender, **metadata},
             },
+            headers=self.auth,
             timeout=60,
         )
         response.raise_for_status()
         return list(response.json())
 
     def parse(self, text: str) -> dict[str, Any]:
-        response = httpx.post(f"{self.rasa_url}/model/parse", json={"text": text}, timeout=30)
+        response = httpx.post(
+            f"{self.rasa_url}/model/parse",
+            params={"token": self.token},
+            json={"text": text},
+            timeout=30,
+        )
         response.raise_for_status()
         return dict(response.json())
 
@@ -129,38 +143,19 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
             "ACUERDO_VAR_DIR": str(workdir / "var"),
             "ACUERDO_SECRET_KEY": "test-secret-key",
             "ACUERDO_PUBLIC_URL": "http://pay.test",
+            "ACUERDO_INTERNAL_TOKEN": STACK_TOKEN,
         }
     )
     logs = workdir
     actions = subprocess.Popen(
-        [
-            str(REPO_ROOT / ".venv/bin/python"),
-            "-m",
-            "rasa_sdk",
-            "--actions",
-            "actions",
-            "--port",
-            str(action_port),
-        ],
+        action_server_command(str(REPO_ROOT / ".venv/bin/python"), action_port),
         cwd=REPO_ROOT,
         env=env,
         stdout=(logs / "actions.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
         stderr=subprocess.STDOUT,
     )
     rasa = subprocess.Popen(
-        [
-            str(REPO_ROOT / ".venv-rasa/bin/rasa"),
-            "run",
-            "--enable-api",
-            "-m",
-            str(model),
-            "--port",
-            str(rasa_port),
-            "--interface",
-            "127.0.0.1",
-            "--endpoints",
-            "endpoints.yml",
-        ],
+        serve_command(REPO_ROOT, model, port=rasa_port, token=STACK_TOKEN),
         cwd=REPO_ROOT,
         env=env,
         stdout=(logs / "rasa.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
@@ -168,7 +163,7 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{action_port}/health", actions, 60)
-        wait_until_ready(f"http://127.0.0.1:{rasa_port}/status", rasa, 240)
+        wait_until_ready(f"http://127.0.0.1:{rasa_port}/status?token={STACK_TOKEN}", rasa, 240)
         yield RasaStack(
             f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{action_port}", db_url, env, logs
         )

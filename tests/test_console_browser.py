@@ -71,6 +71,7 @@ def served_gateway(
         policy_file=str(gateway_policy_file),
         var_dir=str(tmp_path / "var"),
         secret_key=env["ACUERDO_SECRET_KEY"],
+        internal_token=rasa_stack.token,
         public_url=f"http://127.0.0.1:{port}",
     )
     clock = Clock.from_setting(STACK_NOW, "America/Mexico_City")
@@ -151,7 +152,7 @@ def conversation(db_url: str) -> Conversation:
 def tracker_paused(stack: RasaStack) -> bool:
     answer = httpx.get(
         f"{stack.rasa_url}/conversations/{PHONE}/tracker",
-        params={"include_events": "NONE"},
+        params={"include_events": "NONE", "token": stack.token},
         timeout=30,
     )
     answer.raise_for_status()

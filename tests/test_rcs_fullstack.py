@@ -40,6 +40,7 @@ def rcs_stack_gateway(
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=rasa_stack.db_url,
+        internal_token=rasa_stack.token,
         now=STACK_NOW,
         whatsapp_api_base_url=graph_server.url,
         rcs_agent_id=AGENT_ID,

@@ -33,11 +33,13 @@ from bot.clock import Clock
 from bot.db.engine import session_scope
 from bot.db.migrate import upgrade
 from bot.domain.debtors import AccountData, upsert_account
-from bot.engine.training import rasa_env
+from bot.engine.action_server import command as action_server_command
+from bot.engine.training import rasa_env, serve_command
 from tests.accounts import account_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGY_NOW = "2026-11-23"  # a Monday: noon in Mexico City is inside contact hours
+TOPOLOGY_TOKEN = "topology-internal-token-0123456789"  # ACUERDO_INTERNAL_TOKEN of every piece
 SCALED_ENDPOINTS = REPO_ROOT / "deploy" / "endpoints.scaled.yml"
 
 
@@ -343,6 +345,7 @@ class Topology:
                 "ACUERDO_VAR_DIR": str(self.workdir / "var"),
                 "ACUERDO_SECRET_KEY": "topology-secret-key",
                 "ACUERDO_PUBLIC_URL": "http://pay.test",
+                "ACUERDO_INTERNAL_TOKEN": TOPOLOGY_TOKEN,
                 "WHATSAPP_API_BASE_URL": self.graph_url,
                 "PYTHONUNBUFFERED": "1",
                 "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
@@ -382,7 +385,7 @@ class Topology:
         python = str(REPO_ROOT / ".venv/bin/python")
         self.actions = Service(
             "actions",
-            [python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)],
+            action_server_command(python, action_port),
             env,
             self.workdir / "actions.log",
             f"http://127.0.0.1:{action_port}/health",
@@ -409,21 +412,17 @@ class Topology:
                     f"rasa{index + 1}",
                     [
                         *(["nice", "-n", str(self.rasa_nice)] if self.rasa_nice else []),
-                        str(REPO_ROOT / ".venv-rasa/bin/rasa"),
-                        "run",
-                        "--enable-api",
-                        "-m",
-                        str(self.model),
-                        "--port",
-                        str(port),
-                        "--interface",
-                        "127.0.0.1",
-                        "--endpoints",
-                        endpoints,
-                    ],  # fmt: skip
+                        *serve_command(
+                            REPO_ROOT,
+                            self.model,
+                            port=port,
+                            token=TOPOLOGY_TOKEN,
+                            endpoints=endpoints,
+                        ),
+                    ],
                     {**r_env, "RASA_PORT": str(port)},
                     self.workdir / f"rasa{index + 1}.log",
-                    f"http://127.0.0.1:{port}/status",
+                    f"http://127.0.0.1:{port}/status?token={TOPOLOGY_TOKEN}",
                 ).start()
             )
         for index, port in enumerate(gateway_ports):
@@ -468,9 +467,7 @@ class Topology:
         ]
 
     def rasa_urls(self) -> list[str]:
-        return [
-            service.ready_url.removesuffix("/status") for service in self.rasa if service.ready_url
-        ]
+        return [service.ready_url.split("/status")[0] for service in self.rasa if service.ready_url]
 
     def sample_memory(self) -> None:
         for service in self.services():

@@ -89,6 +89,8 @@ class RasaClient:
         rasa_urls: str | Sequence[str],
         action_health_url: str | None,
         timeout: float,
+        *,
+        token: str | None = None,
     ) -> None:
         urls = [rasa_urls] if isinstance(rasa_urls, str) else list(rasa_urls)
         if not urls:
@@ -96,7 +98,13 @@ class RasaClient:
         self.base_urls = [url.rstrip("/") for url in urls]
         self.action_health_url = action_health_url
         self._down_until = [0.0] * len(self.base_urls)
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0))
+        # The internal token: a header for the REST channel (bot/rasa_channel.py), the
+        # ``token`` parameter for Rasa's HTTP API (``rasa run --auth-token``).
+        self._token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=5.0), headers=headers
+        )
         self._actions_health = _SharedHealthCheck(self.actions_ready)
 
     def _order(self, sender: str) -> list[int]:
@@ -174,6 +182,10 @@ class RasaClient:
                 reasons.append(str(exc))
         if response is None:
             raise RasaUnavailable(f"no Rasa server reachable ({', '.join(reasons)})")
+        if response.status_code in (401, 403):
+            # A token mismatch is a deployment fault: hold the message until it is fixed.
+            log.error("rasa.unauthorized", status=response.status_code)
+            raise RasaUnavailable(f"Rasa refused the internal token ({response.status_code})")
         if response.status_code in (408, 429) or response.status_code >= 500:
             raise RasaUnavailable(f"Rasa answered {response.status_code}")
         if response.status_code // 100 != 2:
@@ -204,7 +216,7 @@ class RasaClient:
             url = f"{self.base_urls[index]}/conversations/{sender}/tracker/events"
             try:
                 response = await self._client.post(
-                    url, params={"include_events": "NONE"}, json={"event": event}, timeout=10.0
+                    url, params=self._api_params(), json={"event": event}, timeout=10.0
                 )
             except httpx.HTTPError as exc:
                 failures.append(f"not reachable ({type(exc).__name__})")
@@ -213,6 +225,12 @@ class RasaClient:
                 return
             failures.append(f"answered {response.status_code}")
         raise RasaUnavailable(f"Rasa {'; '.join(failures)} to a '{event}' event")
+
+    def _api_params(self) -> dict[str, str]:
+        params = {"include_events": "NONE"}
+        if self._token:
+            params["token"] = self._token
+        return params
 
     async def aclose(self) -> None:
         await self._client.aclose()

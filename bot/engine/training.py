@@ -79,3 +79,22 @@ def latest_model(root: Path, config: str = "config.yml") -> Path | None:
     """The cached model matching the current inputs, if it has been trained."""
     target = model_path(root, config)
     return target if target.exists() else None
+
+
+def serve_command(
+    root: Path,
+    model: Path,
+    *,
+    port: int,
+    token: str,
+    endpoints: str = "endpoints.yml",
+    interface: str = "127.0.0.1",
+) -> list[str]:
+    """``rasa run`` of ``model``: its HTTP API behind ``token`` (``--auth-token``) and only
+    the token-guarded REST channel (``credentials.yml``, bot/rasa_channel.py). The channel
+    reads the token from ``ACUERDO_INTERNAL_TOKEN`` in the process's environment."""
+    return [
+        str(rasa_executable(root)), "run", "--enable-api", "--auth-token", token,
+        "-m", str(model), "--port", str(port), "--interface", interface,
+        "--endpoints", endpoints, "--credentials", "credentials.yml",
+    ]  # fmt: skip

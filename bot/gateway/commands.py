@@ -40,45 +40,29 @@ def _settings() -> Settings:
 
 def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[ChildSpec]:
     """The three processes of a running Acuerdo."""
-    from bot.engine.training import rasa_env, rasa_executable
+    from bot.engine.action_server import command as action_server_command
+    from bot.engine.training import rasa_env, serve_command
 
+    token = settings.resolved_internal_token()
     ports = {
         "ACUERDO_PORT": str(settings.port),
         "RASA_PORT": str(settings.rasa_port),
         "ACTION_PORT": str(settings.action_port),
+        "ACUERDO_INTERNAL_TOKEN": token,  # the three processes require it of each other
     }
     app_env = {**os.environ, **ports}
     app_env["PYTHONPATH"] = str(root) + os.pathsep + app_env.get("PYTHONPATH", "")
     rasa = ChildSpec(
         name="rasa",
-        command=[
-            str(rasa_executable(root)),
-            "run",
-            "--enable-api",
-            "-m",
-            str(model),
-            "--port",
-            str(settings.rasa_port),
-            "--interface",
-            "127.0.0.1",
-            "--endpoints",
-            "endpoints.yml",
-        ],  # fmt: skip
+        command=serve_command(root, model, port=settings.rasa_port, token=token),
         env={**rasa_env(root), **ports},
-        ready_url=f"http://127.0.0.1:{settings.rasa_port}/status",
+        ready_url=f"http://127.0.0.1:{settings.rasa_port}/",
         cwd=str(root),
     )
     actions = ChildSpec(
         name="actions",
-        command=[
-            sys.executable,
-            "-m",
-            "rasa_sdk",
-            "--actions",
-            "actions",
-            "--port",
-            str(settings.action_port),
-        ],  # fmt: skip
+        # On loopback: only the Rasa server next to it calls it.
+        command=action_server_command(sys.executable, settings.action_port),
         env=app_env,
         ready_url=f"http://127.0.0.1:{settings.action_port}/health",
         cwd=str(root),

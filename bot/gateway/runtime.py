@@ -70,6 +70,7 @@ class GatewayRuntime:
             settings.rasa_server_urls,
             f"{settings.action_base_url}/health",
             self.tuning.rasa_timeout,
+            token=settings.resolved_internal_token(),
         )
         self.outbox = Outbox(
             db_url=self.db_url,
