@@ -44,8 +44,9 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         "checks": checks,
     }
     if runtime.outbox.halted_until is not None:
+        # When, not why: the channel's error text stays in the log (``outbox.halted``) and the
+        # metrics, not on an endpoint that strangers can read.
         body["sending_halted_until"] = runtime.outbox.halted_until.isoformat()
-        body["halt_reason"] = runtime.outbox.halt_reason
     return JSONResponse(body, status_code=200 if all(checks.values()) else 503)
 
 
