@@ -57,6 +57,8 @@ class InboundMessage:
     media_mime: str | None = None
     timestamp: datetime | None = None
     details: Mapping[str, Any] = field(default_factory=dict)  # channel extras, for the record
+    # The channel's own stop signal (RCS UNSUBSCRIBE): an opt-out stored with the message.
+    opts_out: bool = False
 
 
 class SendOutcome(str, enum.Enum):

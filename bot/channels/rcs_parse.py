@@ -234,6 +234,7 @@ def _user_event(data: dict[str, Any], delivery: Delivery) -> None:
                 kind=InboundKind.SYSTEM,
                 timestamp=parse_time(data.get("sendTime")),
                 details={"type": "event", "event_type": event},
+                opts_out=event == "UNSUBSCRIBE",
             )
         )
     else:  # IS_TYPING and anything Google adds later: nothing to keep

@@ -23,16 +23,21 @@ from sqlalchemy.orm import Session
 from bot.channels.base import (
     EVIDENCE_KINDS,
     Delivery,
+    InboundKind,
     InboundMessage,
     SendOutcome,
     StatusUpdate,
 )
 from bot.clock import Clock, wall_clock_utc
+from bot.compliance.stop_words import is_stop_request
 from bot.conversation.claims import InboundStatus, OutboundStatus
 from bot.conversation.rate_limit import RECEIVED_AT
 from bot.db.models import ContactPoint, Direction, EarlyStatus, Message
-from bot.domain.conversations import get_or_create_conversation
+from bot.domain.conversations import get_or_create_conversation, opt_out
 from bot.domain.phones import mask_phone
+
+# Payload flag of an inbound text that opted its number out (the pipeline confirms it).
+STOP_REQUEST = "stop_request"
 
 log = structlog.get_logger("acuerdo.inbox")
 
@@ -106,6 +111,19 @@ def _store_message(
         return
     conversation = get_or_create_conversation(session, clock, message.channel, message.sender)
     now = clock.now_utc()
+    payload = _inbound_payload(message)
+    stop_word = message.kind == InboundKind.TEXT and is_stop_request(message.text)
+    if stop_word:
+        payload[STOP_REQUEST] = True  # the pipeline confirms it (RCS UNSUBSCRIBE: silence)
+    if stop_word or message.opts_out:
+        # Recorded with the message, in its transaction: nothing later can drop it.
+        opt_out(
+            session,
+            clock,
+            message.channel,
+            conversation.address,
+            conversation_id=conversation.id,
+        )
     session.add(
         Message(
             conversation_id=conversation.id,
@@ -115,7 +133,7 @@ def _store_message(
             author="debtor",
             kind=message.kind.value,
             text=message.text,
-            payload=_inbound_payload(message),
+            payload=payload,
             status=InboundStatus.PENDING,
             attempts=0,
             next_attempt_at=None,

@@ -39,6 +39,7 @@ from bot.conversation.claims import (
     persist_patiently,
     release_after,
 )
+from bot.conversation.inbox import STOP_REQUEST
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.outbox import enqueue
 from bot.conversation.rasa import RasaClient, RasaRejected, RasaUnavailable
@@ -72,6 +73,7 @@ class _Job:
     menu: tuple[str, ...]  # payloads of the last numbered menu sent to this person
     emoji: str | None
     rate: RateDecision  # over the conversation's rate limit: not answered (tell them once)
+    stop_request: bool = False  # a stop word: opted out when stored; confirmed, never skipped
 
 
 def _menu_payloads(session: Session, conversation_id: int, before_id: int) -> tuple[str, ...]:
@@ -164,6 +166,7 @@ class Pipeline:
                     limit=self._tuning.rate_limit_messages,
                     window=self._tuning.rate_limit_seconds,
                 ),
+                stop_request=bool(payload.get(STOP_REQUEST)),
             )
 
     def _complete(
@@ -333,6 +336,17 @@ class Pipeline:
             "kind": job.kind,
         }
         try:
+            if adapter is not None and job.stop_request:
+                # Before any skip (an agent holding the chat, a flood): the opt-out was
+                # recorded with the message; say so once, without Rasa.
+                confirmation = adapter.render(OutboundMessage(text=self._replies.opt_out_confirmed))
+                await asyncio.to_thread(
+                    self._complete, claim, job, InboundStatus.DONE, confirmation
+                )
+                log.info("pipeline.opt_out_confirmed", **context)
+                self._observer.processed(time.monotonic() - started, "done")
+                self._wake_outbox()
+                return
             if adapter is None or job.agent_holds:
                 status = InboundStatus.SKIPPED if adapter else InboundStatus.FAILED
                 await asyncio.to_thread(self._complete, claim, job, status, [])

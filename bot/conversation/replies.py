@@ -17,6 +17,7 @@ class Replies:
     evidence_received: str
     unsupported: str
     rate_limited: str
+    opt_out_confirmed: str
     payment_code_caption: str
     payment_code_clabe_line: str
     payment_code_open_link: str

@@ -179,8 +179,9 @@ def opt_out(
 ) -> None:
     """No company-started message goes to this number on this channel from now on."""
     contact = _contact_point(session, clock, channel, address)
-    if contact.opted_out_at is None:
-        contact.opted_out_at = clock.now_utc()
+    if contact.opted_out_at is not None:
+        return  # already recorded (the gateway's stop word, then Rasa's opt_out intent)
+    contact.opted_out_at = clock.now_utc()
     record_audit(
         session,
         clock,
