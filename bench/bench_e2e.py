@@ -79,6 +79,9 @@ def run_baseline(
     port = free_port()
     endpoints = workdir / "endpoints.none.yml"
     endpoints.write_text("# bare Rasa: no action server, in-memory tracker store\n")
+    # Rasa's own REST channel (rasa run reads ./credentials.yml, our token-guarded one, unless told)
+    credentials = workdir / "credentials.none.yml"
+    credentials.write_text("rest:\n")
     service = Service(
         "rasa-bare",
         [
@@ -93,6 +96,8 @@ def run_baseline(
             "127.0.0.1",
             "--endpoints",
             str(endpoints),
+            "--credentials",
+            str(credentials),
         ],  # fmt: skip
         rasa_env(REPO_ROOT),
         workdir / "rasa-bare.log",

@@ -84,6 +84,13 @@ def vm_hwm_mib(pid: int) -> float:
 class RasaServer:
     """``rasa run --enable-api`` on a loopback port, in its own process group."""
 
+    @staticmethod
+    def _plain_credentials(log: Path) -> Path:
+        path = log.parent / "credentials.none.yml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("rest:\n")
+        return path
+
     def __init__(self, model: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -98,6 +105,9 @@ class RasaServer:
             str(self.port),
             "--interface",
             "127.0.0.1",
+            # Rasa's own REST channel, not ./credentials.yml's token-guarded one
+            "--credentials",
+            str(self._plain_credentials(log)),
         ]  # fmt: skip
         self.started = time.monotonic()
         self.process = subprocess.Popen(
