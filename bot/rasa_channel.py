@@ -5,12 +5,12 @@ port could post a turn as any debtor's number. This channel is Rasa's own REST c
 (same URL, ``/webhooks/rest/webhook``, same body) that first requires
 ``Authorization: Bearer <ACUERDO_INTERNAL_TOKEN>``, checked in constant time.
 
-Imported by the engine (``.venv-rasa``): it depends on Rasa and the standard library only.
+Imported by the engine (``.venv-rasa``): it depends on Rasa, the standard library and the
+standard-library-only check of ``bot.engine.action_server``.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,14 +20,7 @@ from rasa.core.channels.rest import RestInput
 from sanic import Blueprint, response
 from sanic.request import Request
 
-
-def _bearer_matches(header: str | None, token: str) -> bool:
-    if not header or not token:
-        return False
-    scheme, _, provided = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        provided.strip().encode(), token.encode()
-    )
+from bot.engine.action_server import bearer_matches
 
 
 class InternalRestInput(RestInput):  # type: ignore[misc]
@@ -50,7 +43,7 @@ class InternalRestInput(RestInput):  # type: ignore[misc]
 
         @blueprint.middleware("request")  # type: ignore[misc]
         async def require_token(request: Request) -> Any:
-            if _bearer_matches(request.headers.get("authorization"), self.token):
+            if bearer_matches(request.headers.get("authorization"), self.token):
                 return None
             return response.json({"error": "unauthorized"}, status=401)
 

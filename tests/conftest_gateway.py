@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
 from bot.config import SANDBOX_APP_SECRET, SANDBOX_PHONE_NUMBER_ID, Settings
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
-from bot.db.models import Message
+from bot.db.models import Conversation, Message
 from bot.gateway.app import create_app
 from tests.graph_stub import GraphStub, wait_until
 from tests.rasa_standin import RasaStandIn
@@ -183,6 +183,15 @@ def rows(db_url: str, direction: str | None = None) -> list[Message]:
         if direction:
             query = query.where(Message.direction == direction)
         return list(session.scalars(query).all())
+
+
+def hand_to_agent(gateway: TestClient, graph_server: GraphStub, db_url: str) -> None:
+    """The debtor says hello, gets the bot's answer, then an agent takes the chat."""
+    signed_post(gateway, envelope([text("hola")]))
+    graph_server.wait_for_sends(1)
+    with session_factory(db_url)() as session:
+        session.execute(update(Conversation).values(state="agent"))
+        session.commit()
 
 
 def wait_inbound_settled(db_url: str, timeout: float = 10.0) -> list[Message]:

@@ -7,14 +7,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.db.engine import session_factory
-from bot.db.models import AuditEntry, Conversation
+from bot.db.models import AuditEntry
 from tests.conftest_gateway import (
     PHONE,
     WA_ID,
     envelope,
+    hand_to_agent,
     message,
     rows,
     signed_post,
@@ -364,11 +365,7 @@ def test_what_the_bot_cannot_read_gets_a_polite_note_and_silence_where_nothing_i
 def test_while_an_agent_holds_the_conversation_the_bot_stays_silent(
     gateway: TestClient, rasa_standin: RasaStandIn, graph_server: GraphStub, db_url: str
 ) -> None:
-    signed_post(gateway, envelope([text("hola")]))
-    graph_server.wait_for_sends(1)
-    with session_factory(db_url)() as session:
-        session.execute(update(Conversation).values(state="agent"))
-        session.commit()
+    hand_to_agent(gateway, graph_server, db_url)
     signed_post(gateway, envelope([text("¿sigues ahí?")]))
     wait_until(lambda: rows(db_url, "in")[-1].status == "skipped", what="skipped")
     assert len(rasa_standin.requests) == 1

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Delivery, InboundKind, InboundMessage
@@ -27,6 +27,7 @@ from tests.conftest_gateway import (
     PHONE,
     WA_ID,
     envelope,
+    hand_to_agent,
     rows,
     signed_post,
     text,
@@ -69,11 +70,7 @@ def test_ordinary_messages_are_not_stop_words(words: str | None) -> None:
 def test_baja_while_an_agent_holds_the_chat_is_recorded_and_confirmed(
     gateway: TestClient, rasa_standin: RasaStandIn, graph_server: GraphStub, db_url: str
 ) -> None:
-    signed_post(gateway, envelope([text("hola")]))
-    graph_server.wait_for_sends(1)
-    with session_factory(db_url)() as session:
-        session.execute(update(Conversation).values(state="agent"))
-        session.commit()
+    hand_to_agent(gateway, graph_server, db_url)
     signed_post(gateway, envelope([text("BAJA")]))
     wait_until(lambda: rows(db_url, "in")[-1].status == "done", what="the BAJA handled")
     assert opted_out_at(db_url, "whatsapp", PHONE) is not None
