@@ -259,7 +259,7 @@ def test_the_agent_checks_identity_with_the_same_rule(
     assert ("agent:lucia", "identity_checked_by_agent") in actions(session)
 
 
-def test_an_agent_approves_a_settlement_below_the_floor(
+def test_a_supervisor_approves_a_settlement_below_the_floor(
     session: Session,
     clock: Clock,
     policy: Policy,
@@ -267,6 +267,7 @@ def test_an_agent_approves_a_settlement_below_the_floor(
     users: dict[str, ConsoleUser],
     held: Conversation,
 ) -> None:
+    """Lucía holds the chat; below the floor it takes Sara, a supervisor, to approve."""
     held.verified_at = clock.now_utc()
     deadline = clock.today() + timedelta(days=10)
 
@@ -276,7 +277,7 @@ def test_an_agent_approves_a_settlement_below_the_floor(
         policy,
         provider,
         held,
-        users["lucia"],
+        users["sara"],
         amount_cents=500_000,  # $5,000 of $12,000: far below the bot's floor
         deadline=deadline,
     )
@@ -286,14 +287,14 @@ def test_an_agent_approves_a_settlement_below_the_floor(
     assert (agreement.total_cents, agreement.deadline, agreement.approved_by) == (
         500_000,
         deadline,
-        "agent:lucia",
+        "agent:sara",
     )
     offer = session.scalars(select(Offer)).one()
-    assert (offer.made_by, offer.status) == ("agent:lucia", "accepted")
+    assert (offer.made_by, offer.status) == ("agent:sara", "accepted")
     code = session.scalars(select(PaymentCode)).one()
     assert (code.method, code.amount_cents, code.agreement_id) == ("spei", 500_000, agreement.id)
     assert {"offer", "agreement", "payment_code"} <= {
-        action for actor, action in actions(session) if actor == "agent:lucia"
+        action for actor, action in actions(session) if actor == "agent:sara"
     }
     with pytest.raises(HandoffError) as again:
         agent_ledger.approve_settlement(
@@ -302,7 +303,7 @@ def test_an_agent_approves_a_settlement_below_the_floor(
             policy,
             provider,
             held,
-            users["lucia"],
+            users["sara"],
             amount_cents=400_000,
             deadline=deadline,
         )

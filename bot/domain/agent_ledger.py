@@ -32,12 +32,27 @@ from bot.domain.accounts import balance_breakdown
 from bot.domain.audit import record_audit
 from bot.domain.conversations import VerificationOutcome, check_identity, is_verified
 from bot.domain.errors import OfferRejected
-from bot.domain.handoff import HandoffError, actor_of, require_act
+from bot.domain.handoff import HandoffError, actor_of, is_supervisor, require_act
+from bot.domain.money import format_money
 from bot.domain.negotiation import accept_offer, settlement_terms
 from bot.domain.promises import record_promise
 from bot.payments.provider import PaymentProvider
 from bot.payments.reconcile import active_code_for
 from bot.policy import Policy
+
+
+class SettlementNeedsSupervisor(HandoffError):
+    """A settlement below the policy floor, asked for by someone who is not a supervisor."""
+
+    def __init__(self, amount_cents: int, floor_cents: int) -> None:
+        super().__init__(
+            "below_floor_needs_supervisor",
+            f"{format_money(amount_cents)} is below the policy floor of "
+            f"{format_money(floor_cents)}: offer at least the floor, or ask a supervisor "
+            "to approve this settlement",
+        )
+        self.amount_cents = amount_cents
+        self.floor_cents = floor_cents
 
 
 @dataclass(frozen=True)
@@ -138,8 +153,12 @@ def approve_settlement(
     amount_cents: int,
     deadline: date,
 ) -> ApprovedSettlement:
-    """A settlement the agent agreed with the debtor, below the policy floor if need be:
-    an offer and its agreement approved by the agent, and a SPEI code for the amount."""
+    """A settlement the agent agreed with the debtor: an offer and its agreement approved by
+    the agent, and a SPEI code for the amount.
+
+    Below the policy floor only a supervisor may approve it (audited ``below_floor``); an
+    agent is refused with :class:`SettlementNeedsSupervisor` before anything is recorded.
+    """
     account = _account_of(session, agent, conversation)
     balance = balance_breakdown(session, account, clock).total_cents
     if not 0 < amount_cents <= balance:
@@ -166,6 +185,9 @@ def approve_settlement(
         floor = settlement_terms(session, clock, policy, account).floor_cents
     except OfferRejected:
         floor = balance
+    below_floor = amount_cents < floor
+    if below_floor and not is_supervisor(agent):
+        raise SettlementNeedsSupervisor(amount_cents, floor)
     previous_round = 0
     for open_offer in session.scalars(
         select(Offer).where(
@@ -190,7 +212,6 @@ def approve_settlement(
     )
     session.add(offer)
     session.flush()
-    below_floor = amount_cents < floor
     record_audit(
         session,
         clock,

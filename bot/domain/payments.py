@@ -14,6 +14,7 @@ from bot.db.models import (
     AccountStatus,
     Agreement,
     AgreementStatus,
+    Installment,
     OfferKind,
     Payment,
     PaymentCode,
@@ -45,9 +46,17 @@ def apply_payment(
     provider_event_id: str | None = None,
     payment_code: PaymentCode | None = None,
 ) -> AppliedPayment:
-    """Apply a payment exactly once (by provider event id, else by account + reference)."""
+    """Apply a payment exactly once (by provider event id, else by account + reference).
+
+    Everything below reads current values (what is already applied, what each installment
+    still owes, whether the account is now paid) and writes from them, so concurrent
+    payments to one account (a webhook and a CSV import, two gateways) are serialized: the
+    account row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one
+    writer at a time) and what this session had loaded is re-read under the lock.
+    """
     if amount_cents <= 0:
         raise DomainError("a payment must be a positive amount")
+    _lock_account(session, account)
     if provider_event_id is not None:
         existing = session.scalars(
             select(Payment).where(Payment.provider_event_id == provider_event_id)
@@ -95,15 +104,45 @@ def apply_payment(
     return AppliedPayment(payment, created=True)
 
 
+def _lock_account(session: Session, account: Account) -> None:
+    """Lock the account's row until the transaction ends and refresh ``account`` from it.
+
+    Pending changes are flushed first (autoflush), so nothing the caller set is lost;
+    ``populate_existing`` replaces what this session read before another transaction
+    committed its payment.
+    """
+    session.scalars(
+        select(Account)
+        .where(Account.id == account.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def _advance_agreements(
     session: Session, clock: Clock, account: Account, amount_cents: int
 ) -> None:
-    """Allocate a payment to the open agreement's installments, oldest first."""
+    """Allocate a payment to the open agreement's installments, oldest first.
+
+    The allocation is computed from what each installment has been paid, so the agreements
+    and installments are read fresh and locked (the account lock already serializes
+    payments; these locks also hold off any other writer of the plan).
+    """
     agreements = session.scalars(
         select(Agreement)
         .where(Agreement.account_id == account.id, Agreement.status == AgreementStatus.ACTIVE.value)
         .order_by(Agreement.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
+    if agreements:
+        session.scalars(
+            select(Installment)
+            .where(Installment.agreement_id.in_([a.id for a in agreements]))
+            .order_by(Installment.agreement_id, Installment.number)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
     remaining = amount_cents
     for agreement in agreements:
         for installment in agreement.installments:
