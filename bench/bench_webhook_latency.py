@@ -70,6 +70,7 @@ def run(
     env.update(
         {
             "ACUERDO_DATABASE_URL": db_url,
+            "ACUERDO_SANDBOX": "1",  # the sandbox's built-in secrets
             "WHATSAPP_API_BASE_URL": graph.url,
             "RASA_PORT": str(rasa.port if rasa else rasa_port),
             "ACTION_PORT": str(rasa.port if rasa else action_port),

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.clock import Clock, ClockError, parse_pinned_now
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # The shared secret of the internal services: the action server refuses a call without it,
     # Rasa's HTTP API and REST channel too (docs/security.md, "Who can reach what").
     internal_token: str | None = Field(None, alias="ACUERDO_INTERNAL_TOKEN")
+    # The sandbox page and its built-in credentials: only when asked for (``acuerdo demo``),
+    # never inferred from other settings (CONTRACT section 2).
+    sandbox: bool = Field(False, alias="ACUERDO_SANDBOX")
 
     @field_validator("timezone")
     @classmethod
@@ -128,10 +131,37 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown payments provider '{value}' (known: local)")
         return value
 
-    @property
-    def sandbox(self) -> bool:
-        """True while WhatsApp runs on the built-in sandbox credentials."""
-        return self.whatsapp_app_secret == SANDBOX_APP_SECRET
+    @model_validator(mode="after")
+    def _secrets_fail_closed(self) -> Settings:
+        """Outside the sandbox, no channel or payments secret may be missing or public.
+
+        WhatsApp is always on (the gateway always builds its adapter), so its secrets are
+        checked whenever the sandbox is off; RCS only once ``RCS_AGENT_ID`` is set.
+        """
+        if self.sandbox:
+            return self
+        checks: list[tuple[str, str | None, str]] = [
+            ("WHATSAPP_APP_SECRET", self.whatsapp_app_secret, SANDBOX_APP_SECRET),
+            ("WHATSAPP_VERIFY_TOKEN", self.whatsapp_verify_token, SANDBOX_VERIFY_TOKEN),
+            ("WHATSAPP_ACCESS_TOKEN", self.whatsapp_access_token, SANDBOX_ACCESS_TOKEN),
+        ]
+        if self.rcs_agent_id:
+            checks.append(("RCS_CLIENT_TOKEN", self.rcs_client_token, SANDBOX_RCS_CLIENT_TOKEN))
+        checks.append(
+            ("PAYMENTS_WEBHOOK_SECRET", self.payments_webhook_secret, SANDBOX_PAYMENTS_SECRET)
+        )
+        for variable, value, public in checks:
+            if value is None or not value.strip():
+                raise ValueError(
+                    f"{variable}: missing; set a secret of your own "
+                    "(or ACUERDO_SANDBOX=1 for the demo)"
+                )
+            if value == public:
+                raise ValueError(
+                    f"{variable}: still the public sandbox value; set a secret of your own "
+                    "(or ACUERDO_SANDBOX=1 for the demo)"
+                )
+        return self
 
     @property
     def rcs_enabled(self) -> bool:
@@ -189,6 +219,8 @@ def load_settings() -> Settings:
         loc = str(first["loc"][0]) if first["loc"] else "?"
         variable = _ALIASES.get(loc, loc)
         message = str(first["msg"]).removeprefix("Value error, ")
+        if not first["loc"]:  # a model validator: the message starts with "VARIABLE: "
+            variable, _, message = message.partition(": ")
         raise SettingsError(f"Invalid setting {variable}: {message}") from None
     if settings.now:
         try:

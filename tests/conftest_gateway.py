@@ -99,6 +99,7 @@ def gateway_settings(
         var_dir=str(tmp_path / "var"),
         secret_key="test-secret-key",
         public_url="http://testserver",
+        sandbox=True,  # the webhooks below are signed with the sandbox's built-in secrets
     )
 
 

@@ -30,6 +30,18 @@ from tests.rasa_standin import RasaStandIn
 # The settings of a gateway that is not the sandbox (its own WhatsApp app secret).
 REAL_APP_SECRET = "hostile-input-app-secret"
 REAL_VERIFY_TOKEN = "hostile-input-verify-token"
+REAL_ACCESS_TOKEN = "hostile-input-access-token"
+REAL_PAYMENTS_SECRET = "hostile-input-payments-secret"
+# Settings overrides: a gateway with secrets of its own (the sandbox off) ...
+REAL_SECRETS: dict[str, Any] = {
+    "sandbox": False,
+    "whatsapp_app_secret": REAL_APP_SECRET,
+    "whatsapp_verify_token": REAL_VERIFY_TOKEN,
+    "whatsapp_access_token": REAL_ACCESS_TOKEN,
+    "payments_webhook_secret": REAL_PAYMENTS_SECRET,
+}
+# ... or one on the sandbox's built-in credentials (ACUERDO_SANDBOX=1).
+SANDBOX_ON: dict[str, Any] = {"sandbox": True}
 
 
 @dataclass
@@ -72,9 +84,7 @@ def live_gateway(workdir: Path, *, sandbox: bool = True, **overrides: Any) -> It
             "public_url": f"http://127.0.0.1:{port}",
             "port": port,  # the sandbox's RBM sink is this server
         }
-        if not sandbox:
-            values["whatsapp_app_secret"] = REAL_APP_SECRET
-            values["whatsapp_verify_token"] = REAL_VERIFY_TOKEN
+        values.update(SANDBOX_ON if sandbox else REAL_SECRETS)
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
         app = create_app(settings, tuning=FAST)

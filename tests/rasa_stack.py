@@ -137,6 +137,7 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     env.update(
         {
             "ACUERDO_DATABASE_URL": db_url,
+            "ACUERDO_SANDBOX": "1",  # the sandbox's built-in secrets
             "ACUERDO_NOW": STACK_NOW,
             "ACTION_PORT": str(action_port),
             "RASA_PORT": str(rasa_port),

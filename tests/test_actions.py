@@ -28,6 +28,7 @@ PHONE = "+525512340001"
 def ledger_env(monkeypatch: pytest.MonkeyPatch, db_url: str, tmp_path: Any) -> Iterator[None]:
     """The action server reads its settings from the environment, like in production."""
     monkeypatch.setenv("ACUERDO_DATABASE_URL", db_url)
+    monkeypatch.setenv("ACUERDO_SANDBOX", "1")  # the sandbox's built-in secrets
     monkeypatch.setenv("ACUERDO_NOW", "2026-11-23")
     monkeypatch.setenv("ACUERDO_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("ACUERDO_SECRET_KEY", "test-secret")

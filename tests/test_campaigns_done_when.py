@@ -39,6 +39,7 @@ def acuerdo(db_url: str, now: str, tmp_path: Path, *args: str) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACUERDO_", "WHATSAPP_"))}
     env.update(
         ACUERDO_DATABASE_URL=db_url,
+        ACUERDO_SANDBOX="1",  # the sandbox's built-in secrets
         ACUERDO_NOW=now,
         ACUERDO_POLICY_FILE=str(REPO_ROOT / "policy.yml"),
         ACUERDO_VAR_DIR=str(tmp_path / "var"),

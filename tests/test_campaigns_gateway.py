@@ -77,6 +77,7 @@ def test_the_interval_comes_from_acuerdo_campaign_minutes() -> None:
 
 
 def test_a_malformed_interval_stops_start_up_naming_the_variable(monkeypatch) -> None:
+    monkeypatch.setenv("ACUERDO_SANDBOX", "1")  # the settings themselves are fine
     monkeypatch.setenv("ACUERDO_CAMPAIGN_MINUTES", "-5")
 
     with pytest.raises(SettingsError, match="ACUERDO_CAMPAIGN_MINUTES"):

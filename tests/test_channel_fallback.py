@@ -119,7 +119,9 @@ def test_the_chain_starts_at_the_preferred_channel_then_follows_the_policy(polic
 def test_enabled_channels_follow_the_settings(
     gateway_settings: Settings, rcs_settings: Settings
 ) -> None:
-    production = gateway_settings.model_copy(update={"whatsapp_app_secret": "real"})
+    production = gateway_settings.model_copy(
+        update={"whatsapp_app_secret": "real", "sandbox": False}
+    )
     assert enabled_channels(production) == ("whatsapp",)
     assert enabled_channels(rcs_settings) == ("whatsapp", "rcs", "sms")
 
@@ -424,7 +426,9 @@ def test_a_disabled_channel_in_the_chain_is_skipped_by_the_sending_process(
     policy: Policy,
     make_account: Callable[..., Account],
 ) -> None:
-    production = gateway_settings.model_copy(update={"whatsapp_app_secret": "real"})
+    production = gateway_settings.model_copy(
+        update={"whatsapp_app_secret": "real", "sandbox": False}
+    )
     client = start_gateway(production)
     graph_server.fail_next(1, status=400, code=131026)
     account = make_account()

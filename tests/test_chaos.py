@@ -165,7 +165,7 @@ def _accepted(db_url: str) -> int:
 
 def _issue_payment_codes(db_url: str, debtors: list) -> list[tuple[int, str, int]]:  # type: ignore[type-arg]
     """``(account id, reference, amount)`` of one OXXO code per paying debtor."""
-    settings = Settings(ACUERDO_DATABASE_URL=db_url)  # type: ignore[call-arg]
+    settings = Settings(ACUERDO_DATABASE_URL=db_url, ACUERDO_SANDBOX=True)  # type: ignore[call-arg]
     clock = Clock.from_setting(TOPOLOGY_NOW, "America/Mexico_City")
     policy = load_policy(str(REPO_ROOT / "policy.yml"))
     codes = []

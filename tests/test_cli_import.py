@@ -26,6 +26,7 @@ class Cli:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(settings)}
         self.env.update(
             ACUERDO_DATABASE_URL=f"sqlite:///{self.database}",
+            ACUERDO_SANDBOX="1",  # the sandbox's built-in secrets
             ACUERDO_NOW=PINNED_NOW,
             ACUERDO_POLICY_FILE=str(REPO_ROOT / "policy.yml"),
             ACUERDO_VAR_DIR=str(workdir / "var"),

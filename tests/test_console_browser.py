@@ -63,6 +63,7 @@ def served_gateway(
     env = rasa_stack.env
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        sandbox=True,  # on the sandbox's built-in secrets (ACUERDO_SANDBOX=1)
         database_url=rasa_stack.db_url,
         now=STACK_NOW,
         whatsapp_api_base_url=graph_server.url,

@@ -51,6 +51,7 @@ def demo_gateway(
     port = free_port()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        sandbox=True,  # on the sandbox's built-in secrets (ACUERDO_SANDBOX=1)
         database_url=db_url,
         now=PINNED_NOW,
         whatsapp_api_base_url=graph_server.url,

@@ -18,6 +18,7 @@ from tests.conftest import PINNED_NOW
 def demo_settings(db_url: str, tmp_path: Path) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
+        sandbox=True,  # on the sandbox's built-in secrets (ACUERDO_SANDBOX=1)
         database_url=db_url,
         now=PINNED_NOW,
         var_dir=str(tmp_path / "var"),

@@ -206,7 +206,10 @@ def test_notes_stay_internal(
 @pytest.fixture
 def provider() -> PaymentProvider:
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, secret_key="test-secret-key", policy_file=str(REPO_ROOT / "policy.yml")
+        _env_file=None,
+        sandbox=True,  # the sandbox's payments secret
+        secret_key="test-secret-key",
+        policy_file=str(REPO_ROOT / "policy.yml"),
     )
     return get_provider(settings)
 

@@ -98,9 +98,9 @@ def _operations(sandbox: bool) -> list[str]:
     """The labels ("POST /webhooks/whatsapp") of a gateway's operations, without serving it."""
     from bot.config import Settings
     from bot.gateway.app import create_app
-    from tests.live_gateway import REAL_APP_SECRET
+    from tests.live_gateway import REAL_SECRETS, SANDBOX_ON
 
-    overrides = {} if sandbox else {"whatsapp_app_secret": REAL_APP_SECRET}
+    overrides = SANDBOX_ON if sandbox else REAL_SECRETS
     settings_ = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url="sqlite:///schema-only.db",  # never opened: the schema needs no ledger

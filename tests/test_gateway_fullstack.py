@@ -33,6 +33,7 @@ def stack_gateway(
     env = rasa_stack.env
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        sandbox=True,  # on the sandbox's built-in secrets (ACUERDO_SANDBOX=1)
         database_url=rasa_stack.db_url,
         internal_token=rasa_stack.token,
         now=STACK_NOW,

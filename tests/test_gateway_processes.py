@@ -90,6 +90,7 @@ def gateway_env(
     env.update(
         {
             "ACUERDO_DATABASE_URL": db_url,
+            "ACUERDO_SANDBOX": "1",  # the sandbox's built-in secrets
             "ACUERDO_NOW": PINNED_NOW,
             "WHATSAPP_API_BASE_URL": graph_server.url,
             "RASA_PORT": str(rasa_standin.port),
@@ -249,6 +250,7 @@ def test_the_demo_data_loads_through_the_importers_and_twice_is_harmless(
 
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        sandbox=True,  # on the sandbox's built-in secrets (ACUERDO_SANDBOX=1)
         database_url=f"sqlite:///{tmp_path / 'demo.db'}",
         now=PINNED_NOW,
         policy_file=str(gateway_policy_file),

@@ -74,10 +74,12 @@ def test_the_sandbox_refuses_bad_input_with_4xx(gateway: TestClient) -> None:
     assert gateway.post("/sandbox/api/pay", json={"reference": "0000"}).status_code == 404
 
 
-def test_without_sandbox_credentials_there_is_no_sandbox(
+def test_without_acuerdo_sandbox_there_is_no_sandbox(
     start_gateway: Callable[..., TestClient], gateway_settings: Settings
 ) -> None:
-    real = gateway_settings.model_copy(update={"whatsapp_app_secret": "a-real-app-secret"})
+    real = gateway_settings.model_copy(
+        update={"whatsapp_app_secret": "a-real-app-secret", "sandbox": False}
+    )
     client = start_gateway(real)
     assert client.get("/sandbox").status_code == 404
     assert client.post("/sandbox/graph/1/messages", json={}).status_code == 404

@@ -277,6 +277,7 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 
 def test_get_provider_builds_the_local_provider_from_the_settings(tmp_path: Path) -> None:
     settings = Settings(
+        sandbox=True,  # WhatsApp on the sandbox's credentials; the payments secret is set
         secret_key="settings-secret",
         payments_webhook_secret="hook-secret",
         var_dir=str(tmp_path),

@@ -257,6 +257,7 @@ def test_two_gateway_processes_on_one_postgres_share_the_limit(
     env.update(
         {
             "ACUERDO_DATABASE_URL": postgres_url,
+            "ACUERDO_SANDBOX": "1",  # the sandbox's built-in secrets
             "ACUERDO_NOW": PINNED_NOW,
             "WHATSAPP_API_BASE_URL": graph_server.url,
             "RASA_PORT": str(rasa_standin.port),

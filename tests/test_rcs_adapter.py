@@ -363,5 +363,7 @@ def test_an_rcs_agent_without_a_usable_key_file_stops_start_up(
         rcs_adapter_from_settings(
             agent.model_copy(update={"rcs_service_account_file": str(broken)})
         )
-    production = gateway_settings.model_copy(update={"whatsapp_app_secret": "real"})
+    production = gateway_settings.model_copy(
+        update={"whatsapp_app_secret": "real", "sandbox": False}
+    )
     assert rcs_adapter_from_settings(production, sandbox_base_url="http://x") is None

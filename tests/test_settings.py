@@ -22,10 +22,15 @@ VARIABLES = [field.alias for field in Settings.model_fields.values() if field.al
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No Acuerdo variable in the environment and an empty working directory (no ``.env``)."""
+    """No Acuerdo variable in the environment and an empty working directory (no ``.env``).
+
+    Only ``ACUERDO_SANDBOX=1``: outside the sandbox the built-in secrets stop start-up
+    (tests/test_secrets_fail_closed.py).
+    """
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("ACUERDO_SANDBOX", "1")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -42,7 +47,8 @@ def test_every_setting_has_its_documented_default(clean_env: Path) -> None:
     assert settings.policy_file == "policy.yml"
     assert settings.whatsapp_api_base_url == "https://graph.facebook.com/v21.0"
     assert settings.payments_provider == "local"
-    assert settings.sandbox is True
+    assert settings.sandbox is True  # clean_env asks for it
+    assert Settings.model_fields["sandbox"].default is False  # never on unless asked for
     assert settings.rcs_enabled is False
 
 
@@ -139,6 +145,7 @@ def test_the_cli_stops_with_one_line_naming_the_bad_variable(
     clean_env: Path, variable: str, value: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env["ACUERDO_SANDBOX"] = "1"  # the built-in secrets are not what this test is about
     env[variable] = value
 
     result = subprocess.run(

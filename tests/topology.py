@@ -341,6 +341,7 @@ class Topology:
         env.update(
             {
                 "ACUERDO_DATABASE_URL": self.db_url,
+                "ACUERDO_SANDBOX": "1",  # the sandbox's built-in secrets
                 "ACUERDO_NOW": TOPOLOGY_NOW,
                 "ACUERDO_VAR_DIR": str(self.workdir / "var"),
                 "ACUERDO_SECRET_KEY": "topology-secret-key",

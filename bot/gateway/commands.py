@@ -143,6 +143,7 @@ def up_command(
 
 
 SANDBOX_ENV = {
+    "ACUERDO_SANDBOX": "1",  # the sandbox page and its built-in credentials (never inferred)
     "WHATSAPP_VERIFY_TOKEN": SANDBOX_VERIFY_TOKEN,
     "WHATSAPP_APP_SECRET": SANDBOX_APP_SECRET,
     "WHATSAPP_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
