@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.clock import Clock, ClockError, parse_pinned_now
@@ -131,15 +131,40 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown payments provider '{value}' (known: local)")
         return value
 
-    @model_validator(mode="after")
-    def _secrets_fail_closed(self) -> Settings:
-        """Outside the sandbox, no channel or payments secret may be missing or public.
+    def unsafe_secret(self) -> str | None:
+        """Outside the sandbox, the first channel or payments secret that is missing or public.
 
+        Checked by the processes that take webhooks or send messages (the gateway, the
+        campaign command): migrations, training and the action server need none of them.
         WhatsApp is always on (the gateway always builds its adapter), so its secrets are
         checked whenever the sandbox is off; RCS only once ``RCS_AGENT_ID`` is set.
         """
         if self.sandbox:
-            return self
+            return None
+        checks: list[tuple[str, str | None, str]] = [
+            ("WHATSAPP_APP_SECRET", self.whatsapp_app_secret, SANDBOX_APP_SECRET),
+            ("WHATSAPP_VERIFY_TOKEN", self.whatsapp_verify_token, SANDBOX_VERIFY_TOKEN),
+            ("WHATSAPP_ACCESS_TOKEN", self.whatsapp_access_token, SANDBOX_ACCESS_TOKEN),
+        ]
+        if self.rcs_agent_id:
+            checks.append(("RCS_CLIENT_TOKEN", self.rcs_client_token, SANDBOX_RCS_CLIENT_TOKEN))
+        checks.append(
+            ("PAYMENTS_WEBHOOK_SECRET", self.payments_webhook_secret, SANDBOX_PAYMENTS_SECRET)
+        )
+        advice = "set a secret of your own (or ACUERDO_SANDBOX=1 for the demo)"
+        for variable, value, public in checks:
+            if value is None or not value.strip():
+                return f"Invalid setting {variable}: missing; {advice}"
+            if value == public:
+                return f"Invalid setting {variable}: still the public sandbox value; {advice}"
+        return None
+
+    def require_live_secrets(self) -> Settings:
+        """These settings, or :class:`SettingsError` naming the secret that fails closed."""
+        problem = self.unsafe_secret()
+        if problem is not None:
+            raise SettingsError(problem)
+        return self
         checks: list[tuple[str, str | None, str]] = [
             ("WHATSAPP_APP_SECRET", self.whatsapp_app_secret, SANDBOX_APP_SECRET),
             ("WHATSAPP_VERIFY_TOKEN", self.whatsapp_verify_token, SANDBOX_VERIFY_TOKEN),
@@ -219,8 +244,6 @@ def load_settings() -> Settings:
         loc = str(first["loc"][0]) if first["loc"] else "?"
         variable = _ALIASES.get(loc, loc)
         message = str(first["msg"]).removeprefix("Value error, ")
-        if not first["loc"]:  # a model validator: the message starts with "VARIABLE: "
-            variable, _, message = message.partition(": ")
         raise SettingsError(f"Invalid setting {variable}: {message}") from None
     if settings.now:
         try:
@@ -228,6 +251,11 @@ def load_settings() -> Settings:
         except ClockError as exc:
             raise SettingsError(f"Invalid setting ACUERDO_NOW: {exc}") from None
     return settings
+
+
+def load_serving_settings() -> Settings:
+    """The settings of a process that takes webhooks or sends messages: secrets fail closed."""
+    return load_settings().require_live_secrets()
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from bot.config import (
     SANDBOX_VERIFY_TOKEN,
     Settings,
     SettingsError,
+    load_serving_settings,
     load_settings,
 )
 from bot.payments.local import local_webhook_body, sign_local_webhook
@@ -63,7 +64,7 @@ def operator_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..
 
 def _refused(variable: str) -> str:
     with pytest.raises(SettingsError) as raised:
-        load_settings()
+        load_serving_settings()
     message = str(raised.value)
     assert variable in message, message
     assert "\n" not in message
@@ -140,7 +141,7 @@ def test_every_secret_of_its_own_starts_with_the_sandbox_off(
 ) -> None:
     operator_env(RCS_AGENT_ID="cobranza@rbm.goog", RCS_CLIENT_TOKEN="operator-rcs-token")
 
-    settings = load_settings()
+    settings = load_serving_settings()
     assert settings.sandbox is False
     assert settings.whatsapp_app_secret == REAL_ENV["WHATSAPP_APP_SECRET"]
 
@@ -150,7 +151,7 @@ def test_acuerdo_sandbox_allows_the_built_in_credentials(
 ) -> None:
     monkeypatch.setenv("ACUERDO_SANDBOX", "1")
 
-    settings = load_settings()
+    settings = load_serving_settings()
     assert settings.sandbox is True
     assert settings.whatsapp_app_secret == SANDBOX_APP_SECRET
 
@@ -246,3 +247,14 @@ def test_acuerdo_demo_wins_over_a_dot_env_without_the_sandbox(
         monkeypatch.setenv(name, value)
 
     assert load_settings().sandbox is True
+
+
+def test_migrations_and_training_need_no_channel_secret(operator_env: Callable[..., None]) -> None:
+    """Only the processes that take webhooks or send messages check the secrets: an operator
+    can migrate the database and train before configuring WhatsApp, and the action server on
+    its own machine holds no channel secret at all."""
+    operator_env(without=tuple(REAL_ENV))
+
+    settings = load_settings()
+    assert settings.sandbox is False
+    assert settings.unsafe_secret() is not None

@@ -83,12 +83,12 @@ def run_command(
     from bot.campaigns.report import print_report
     from bot.campaigns.runner import CampaignError
     from bot.compliance import ComplianceConfigError
-    from bot.config import SettingsError, load_settings
+    from bot.config import SettingsError, load_serving_settings
     from bot.gateway.logging import configure_logging
 
     configure_logging("WARNING")
     try:
-        settings = load_settings()
+        settings = load_serving_settings()
     except SettingsError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None

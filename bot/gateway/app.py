@@ -33,6 +33,7 @@ def create_app(
     """
     from bot.campaigns.scheduler import CampaignScheduler
 
+    settings.require_live_secrets()  # no webhook is taken with a missing or public secret
     if not structlog.is_configured():
         configure_logging(os.environ.get("ACUERDO_LOG_LEVEL", "INFO"))
     runtime = GatewayRuntime(settings, tuning)

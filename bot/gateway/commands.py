@@ -16,7 +16,7 @@ from bot.config import (
     SANDBOX_VERIFY_TOKEN,
     Settings,
     SettingsError,
-    load_settings,
+    load_serving_settings,
 )
 from bot.gateway.supervisor import ChildSpec, Supervisor
 
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        return load_serving_settings()
     except SettingsError as exc:
         typer.secho(str(exc), err=True, fg="red")
         raise typer.Exit(2) from None
