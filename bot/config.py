@@ -165,28 +165,6 @@ class Settings(BaseSettings):
         if problem is not None:
             raise SettingsError(problem)
         return self
-        checks: list[tuple[str, str | None, str]] = [
-            ("WHATSAPP_APP_SECRET", self.whatsapp_app_secret, SANDBOX_APP_SECRET),
-            ("WHATSAPP_VERIFY_TOKEN", self.whatsapp_verify_token, SANDBOX_VERIFY_TOKEN),
-            ("WHATSAPP_ACCESS_TOKEN", self.whatsapp_access_token, SANDBOX_ACCESS_TOKEN),
-        ]
-        if self.rcs_agent_id:
-            checks.append(("RCS_CLIENT_TOKEN", self.rcs_client_token, SANDBOX_RCS_CLIENT_TOKEN))
-        checks.append(
-            ("PAYMENTS_WEBHOOK_SECRET", self.payments_webhook_secret, SANDBOX_PAYMENTS_SECRET)
-        )
-        for variable, value, public in checks:
-            if value is None or not value.strip():
-                raise ValueError(
-                    f"{variable}: missing; set a secret of your own "
-                    "(or ACUERDO_SANDBOX=1 for the demo)"
-                )
-            if value == public:
-                raise ValueError(
-                    f"{variable}: still the public sandbox value; set a secret of your own "
-                    "(or ACUERDO_SANDBOX=1 for the demo)"
-                )
-        return self
 
     @property
     def rcs_enabled(self) -> bool:

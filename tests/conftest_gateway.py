@@ -104,6 +104,20 @@ def gateway_settings(
 
 
 @pytest.fixture
+def live_gateway_settings(gateway_settings: Settings) -> Settings:
+    """The same gateway with the sandbox off and every channel secret one of the operator's."""
+    return gateway_settings.model_copy(
+        update={
+            "sandbox": False,
+            "whatsapp_app_secret": "operator-app-secret",
+            "whatsapp_verify_token": "operator-verify-token",
+            "whatsapp_access_token": "operator-access-token",
+            "payments_webhook_secret": "operator-payments-secret",
+        }
+    )
+
+
+@pytest.fixture
 def start_gateway(gateway_settings: Settings) -> Iterator[Callable[..., TestClient]]:
     """Start a gateway (lifespan and workers running); stopped at the end of the test."""
     clients: list[TestClient] = []

@@ -419,17 +419,14 @@ def test_when_every_channel_fails_the_reminder_is_recorded_as_undeliverable(
 
 def test_a_disabled_channel_in_the_chain_is_skipped_by_the_sending_process(
     start_gateway: Callable[..., TestClient],
-    gateway_settings: Settings,
+    live_gateway_settings: Settings,
     graph_server: GraphStub,
     session: Session,
     clock: Clock,
     policy: Policy,
     make_account: Callable[..., Account],
 ) -> None:
-    production = gateway_settings.model_copy(
-        update={"whatsapp_app_secret": "real", "sandbox": False}
-    )
-    client = start_gateway(production)
+    client = start_gateway(live_gateway_settings)
     graph_server.fail_next(1, status=400, code=131026)
     account = make_account()
     debtor = session.get(Debtor, account.debtor_id)

@@ -75,12 +75,9 @@ def test_the_sandbox_refuses_bad_input_with_4xx(gateway: TestClient) -> None:
 
 
 def test_without_acuerdo_sandbox_there_is_no_sandbox(
-    start_gateway: Callable[..., TestClient], gateway_settings: Settings
+    start_gateway: Callable[..., TestClient], live_gateway_settings: Settings
 ) -> None:
-    real = gateway_settings.model_copy(
-        update={"whatsapp_app_secret": "a-real-app-secret", "sandbox": False}
-    )
-    client = start_gateway(real)
+    client = start_gateway(live_gateway_settings)
     assert client.get("/sandbox").status_code == 404
     assert client.post("/sandbox/graph/1/messages", json={}).status_code == 404
 

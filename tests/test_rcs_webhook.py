@@ -242,11 +242,8 @@ def test_a_404_marks_the_number_as_not_rcs_capable(
 
 
 def test_without_rcs_settings_outside_the_sandbox_the_endpoint_is_404(
-    start_gateway: Callable[..., TestClient], gateway_settings: Settings, graph_server: GraphStub
+    start_gateway: Callable[..., TestClient], live_gateway_settings: Settings, graph_server: GraphStub
 ) -> None:
-    production = gateway_settings.model_copy(
-        update={"whatsapp_app_secret": "a-real-secret", "sandbox": False}
-    )
-    client = start_gateway(production)
+    client = start_gateway(live_gateway_settings)
     answer = client.post("/webhooks/rcs", content=json.dumps({"clientToken": "x", "secret": "y"}))
     assert answer.status_code == 404
