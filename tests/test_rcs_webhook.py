@@ -242,7 +242,9 @@ def test_a_404_marks_the_number_as_not_rcs_capable(
 
 
 def test_without_rcs_settings_outside_the_sandbox_the_endpoint_is_404(
-    start_gateway: Callable[..., TestClient], live_gateway_settings: Settings, graph_server: GraphStub
+    start_gateway: Callable[..., TestClient],
+    live_gateway_settings: Settings,
+    graph_server: GraphStub,
 ) -> None:
     client = start_gateway(live_gateway_settings)
     answer = client.post("/webhooks/rcs", content=json.dumps({"clientToken": "x", "secret": "y"}))
