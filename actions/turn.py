@@ -91,7 +91,7 @@ def verified(turn: Turn, tracker: Tracker) -> bool:
         tracker.get_slot("verified")
         and turn.conversation is not None
         and turn.account is not None
-        and is_verified(turn.conversation)
+        and is_verified(turn.conversation, turn.clock, turn.policy)
     )
 
 
@@ -109,7 +109,13 @@ def last_bot_response(tracker: Tracker) -> str | None:
 def refuse_unverified(tracker: Tracker) -> list[EventType]:
     """Defence in depth: a disclosure reached without verification starts verification."""
     intent = (tracker.latest_message.get("intent") or {}).get("name")
-    return [SlotSet("pending_request", intent), FollowupAction("verification_form")]
+    # The dialogue may still believe an ended verification (expired, wrong person, an
+    # agent ended it): the ledger wins, and the person answers the question again.
+    return [
+        SlotSet("verified", False),
+        SlotSet("pending_request", intent),
+        FollowupAction("verification_form"),
+    ]
 
 
 class TurnAction(Action, ABC):

@@ -99,7 +99,7 @@ class ActionAfterVerification(Action):
             ok = (
                 turn.conversation is not None
                 and turn.account is not None
-                and is_verified(turn.conversation)
+                and is_verified(turn.conversation, turn.clock, turn.policy)
                 and tracker.get_slot("identity_answer") == "verified"
             )
             if ok and turn.account is not None:

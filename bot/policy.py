@@ -68,6 +68,9 @@ class ContactPolicy(_Strict):
 class IdentityPolicy(_Strict):
     max_failures: int = Field(3, ge=1)
     lockout_hours: int = Field(24, ge=1)
+    # A verification lasts while the person keeps writing, and never past a hard limit.
+    verification_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    verification_max_hours: int = Field(8, ge=1, le=72)
 
 
 class PromisePolicy(_Strict):

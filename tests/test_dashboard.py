@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -21,9 +22,10 @@ from bot.domain.conversations import check_identity, open_dispute, opt_out, requ
 from bot.domain.negotiation import accept_offer, offer_settlement
 from bot.domain.payments import apply_payment
 from bot.domain.promises import record_promise
-from bot.policy import Policy
+from bot.policy import Policy, load_policy
 from tests.campaign_support import add_account, at, campaign_ctx, sign_in
 
+POLICY = load_policy(Path(__file__).resolve().parents[1] / "policy.yml")
 MONDAY = "2026-11-23T10:00:00-06:00"
 USER, PASSWORD = "supervisora", "clave-segura-2026"
 _wamids = iter(range(1, 10_000))
@@ -60,6 +62,7 @@ def receipts(session: Session, clock: Clock, row: Message, *statuses: str) -> No
         session,
         clock,
         Delivery(statuses=[StatusUpdate("whatsapp", row.external_id or "", s) for s in statuses]),
+        policy=POLICY,
     )
 
 
@@ -72,7 +75,7 @@ def writes(session: Session, clock: Clock, account: Account, words: str) -> None
         kind=InboundKind.TEXT,
         text=words,
     )
-    store_delivery(session, clock, Delivery(messages=[inbound]))
+    store_delivery(session, clock, Delivery(messages=[inbound]), policy=POLICY)
 
 
 def pay(session: Session, policy: Policy, account: Account, when: str, cents: int) -> None:

@@ -63,13 +63,13 @@ def conversation(session: Session, clock: Clock, account: Account) -> Conversati
 
 
 def test_a_conversation_from_the_521_form_is_linked_to_the_account(
-    session: Session, clock: Clock, account: Account, conversation: Conversation
+    session: Session, clock: Clock, policy: Policy, account: Account, conversation: Conversation
 ) -> None:
     assert conversation.address == PHONE
     assert conversation.account_id == account.id
     assert conversation.debtor_id == account.debtor_id
     assert conversation.state == ConversationState.BOT.value
-    assert not is_verified(conversation)
+    assert not is_verified(conversation, clock, policy)
     assert get_or_create_conversation(session, clock, "whatsapp", PHONE) is conversation
 
 
@@ -79,7 +79,7 @@ def test_the_right_birth_date_verifies_the_sender(
     result = check_identity(session, clock, policy, conversation, birth_date=BIRTH_DATE)
 
     assert result.outcome is VerificationOutcome.VERIFIED
-    assert is_verified(conversation)
+    assert is_verified(conversation, clock, policy)
     assert conversation.verified_at == clock.now_utc()
     assert len(audit(session, "identity_verified")) == 1
 
@@ -99,7 +99,7 @@ def test_other_digits_do_not_verify(
     result = check_identity(session, clock, policy, conversation, last4=last4)
 
     assert result.outcome is VerificationOutcome.FAILED
-    assert not is_verified(conversation)
+    assert not is_verified(conversation, clock, policy)
 
 
 def test_no_answer_at_all_is_a_failure(
@@ -144,7 +144,7 @@ def test_the_right_answer_is_refused_while_locked(
     result = check_identity(session, clock, policy, conversation, birth_date=BIRTH_DATE)
 
     assert result == VerificationResult(VerificationOutcome.LOCKED, 0)
-    assert not is_verified(conversation)
+    assert not is_verified(conversation, clock, policy)
 
 
 def test_the_lock_holds_until_the_last_minute_of_the_lockout(
@@ -231,7 +231,7 @@ def test_a_number_with_no_account_never_verifies_and_locks_the_same_way(
         VerificationOutcome.LOCKED,
         VerificationOutcome.LOCKED,
     ]
-    assert not is_verified(stranger)
+    assert not is_verified(stranger, clock, policy)
     assert stranger.locked_until == datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)
 
 
@@ -358,4 +358,6 @@ def test_every_conversation_action_leaves_exactly_one_audit_entry(
     session.flush()
 
     after = session.scalar(select(func.count()).select_from(AuditEntry))
-    assert after == (before or 0) + 5
+    # Five actions; the wrong-number flag also ends the verification just given (audited).
+    assert after == (before or 0) + 6
+    assert len(audit(session, "verification_ended")) == 1

@@ -19,6 +19,7 @@ from bot.conversation.inbox import EARLY_STATUS_TTL, apply_early_statuses, store
 from bot.conversation.outbox import enqueue
 from bot.db.models import EarlyStatus, Message
 from bot.domain.conversations import get_or_create_conversation
+from bot.policy import Policy
 
 PHONE = "+525512340001"
 
@@ -41,11 +42,11 @@ def _receipt(wamid: str, status: str) -> Delivery:
 
 
 def test_receipts_for_an_unrecorded_send_are_parked_once_each(
-    session: Session, clock: Clock
+    session: Session, clock: Clock, policy: Policy
 ) -> None:
-    first = store_delivery(session, clock, _receipt("wamid.A", "delivered"))
-    again = store_delivery(session, clock, _receipt("wamid.A", "delivered"))
-    read = store_delivery(session, clock, _receipt("wamid.A", "read"))
+    first = store_delivery(session, clock, _receipt("wamid.A", "delivered"), policy=policy)
+    again = store_delivery(session, clock, _receipt("wamid.A", "delivered"), policy=policy)
+    read = store_delivery(session, clock, _receipt("wamid.A", "read"), policy=policy)
     assert (first.parked, first.statuses) == (1, 0)
     assert again.parked == 1 and read.parked == 1  # a redelivery parks nothing new
     parked = session.scalars(select(EarlyStatus.status).order_by(EarlyStatus.id)).all()
@@ -53,11 +54,11 @@ def test_receipts_for_an_unrecorded_send_are_parked_once_each(
 
 
 def test_the_sweep_applies_receipts_whose_send_got_recorded_meanwhile(
-    session: Session, clock: Clock
+    session: Session, clock: Clock, policy: Policy
 ) -> None:
     row = _outbound(session, clock)
-    store_delivery(session, clock, _receipt("wamid.B", "delivered"))
-    store_delivery(session, clock, _receipt("wamid.B", "read"))
+    store_delivery(session, clock, _receipt("wamid.B", "delivered"), policy=policy)
+    store_delivery(session, clock, _receipt("wamid.B", "read"), policy=policy)
     # The outbox records the send without seeing the receipts (the race).
     row.status, row.external_id = OutboundStatus.SENT, "wamid.B"
     session.commit()
@@ -68,9 +69,11 @@ def test_the_sweep_applies_receipts_whose_send_got_recorded_meanwhile(
     assert session.scalars(select(EarlyStatus)).all() == []
 
 
-def test_receipts_that_never_meet_a_send_expire(session: Session, clock: Clock) -> None:
-    store_delivery(session, clock, _receipt("wamid.old", "delivered"))
-    store_delivery(session, clock, _receipt("wamid.new", "delivered"))
+def test_receipts_that_never_meet_a_send_expire(
+    session: Session, clock: Clock, policy: Policy
+) -> None:
+    store_delivery(session, clock, _receipt("wamid.old", "delivered"), policy=policy)
+    store_delivery(session, clock, _receipt("wamid.new", "delivered"), policy=policy)
     old = session.scalars(select(EarlyStatus).where(EarlyStatus.external_id == "wamid.old")).one()
     old.received_at = wall_clock_utc() - EARLY_STATUS_TTL - timedelta(minutes=1)
     session.commit()
@@ -79,7 +82,9 @@ def test_receipts_that_never_meet_a_send_expire(session: Session, clock: Clock) 
     assert session.scalars(select(EarlyStatus.external_id)).all() == ["wamid.new"]
 
 
-def test_a_receipt_without_an_id_is_not_parked(session: Session, clock: Clock) -> None:
-    result = store_delivery(session, clock, _receipt("", "delivered"))
+def test_a_receipt_without_an_id_is_not_parked(
+    session: Session, clock: Clock, policy: Policy
+) -> None:
+    result = store_delivery(session, clock, _receipt("", "delivered"), policy=policy)
     assert (result.parked, result.statuses) == (0, 0)
     assert session.scalars(select(EarlyStatus)).all() == []

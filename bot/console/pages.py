@@ -103,7 +103,7 @@ def chat_context(runtime: GatewayRuntime, agent: Agent, conversation_id: int) ->
             "window_open": handoff.window_open(conversation, runtime.clock, window),
             "window_left": views.service_window_left(conversation, runtime.clock, window),
             "transcript": transcript_html_context(runtime, session, conversation),
-            "ledger": views.ledger(session, runtime.clock, texts, conversation),
+            "ledger": views.ledger(session, runtime.clock, runtime.policy, texts, conversation),
             "notes": views.notes(session, runtime.clock, conversation.id),
             "templates": approved_templates(runtime),
             "canned": [

@@ -302,6 +302,20 @@ async def verify_identity(
     )
 
 
+@router.post("/chats/{conversation_id}/end-verification")
+async def end_verification(
+    conversation_id: RowId, request: Request, agent: CheckedUser, runtime: RuntimeDep
+) -> Response:
+    return await _act(
+        request,
+        runtime,
+        agent,
+        conversation_id,
+        lambda: service.end_verification(runtime, agent, conversation_id),
+        "verification_ended",
+    )
+
+
 @router.post("/chats/{conversation_id}/note")
 async def add_note(
     conversation_id: RowId,

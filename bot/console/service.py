@@ -318,6 +318,15 @@ def record_promise(
         )
 
 
+def end_verification(runtime: GatewayRuntime, agent: Agent, conversation_id: int) -> str:
+    """End the sender's verification; the notice key."""
+    with _unit(runtime, agent, conversation_id) as unit:
+        agent_ledger.end_verification_by_agent(
+            unit.session, runtime.clock, unit.conversation, unit.user
+        )
+    return "verification_ended"
+
+
 def verify_identity(
     runtime: GatewayRuntime, agent: Agent, conversation_id: int, birth_date: str, last4: str
 ) -> str:

@@ -29,9 +29,10 @@ from bot.db.models import (
     Promise,
 )
 from bot.domain.accounts import balance_breakdown
-from bot.domain.conversations import is_verified
+from bot.domain.conversations import is_verified, verified_until
 from bot.domain.money import format_money
 from bot.domain.phones import mask_phone
+from bot.policy import Policy
 
 AUDIT_SHOWN = 40
 
@@ -267,6 +268,7 @@ class LedgerView:
     phone: str
     verified: bool
     opted_out: bool
+    verified_until: str = ""  # local time the live verification ends
     account: dict[str, str] | None = None
     balance: dict[str, str] | None = None
     balance_cents: int = 0
@@ -290,7 +292,11 @@ def _audit_details(details: dict[str, Any]) -> str:
 
 
 def ledger(
-    session: Session, clock: Clock, texts: ConsoleTexts, conversation: Conversation
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    texts: ConsoleTexts,
+    conversation: Conversation,
 ) -> LedgerView:
     """What the ledger knows of the person in ``conversation``."""
     contact = session.scalars(
@@ -302,9 +308,11 @@ def ledger(
     view = LedgerView(
         name=_who(session, conversation),
         phone=mask_phone(conversation.address),
-        verified=is_verified(conversation),
+        verified=is_verified(conversation, clock, policy),
         opted_out=bool(contact and contact.opted_out_at),
     )
+    if view.verified:
+        view.verified_until = local_time(verified_until(conversation, policy), clock, "%H:%M")
     account = session.get(Account, conversation.account_id) if conversation.account_id else None
     audit_filter = [AuditEntry.conversation_id == conversation.id]
     if account is not None:

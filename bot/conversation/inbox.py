@@ -33,11 +33,20 @@ from bot.compliance.stop_words import is_stop_request
 from bot.conversation.claims import InboundStatus, OutboundStatus
 from bot.conversation.rate_limit import RECEIVED_AT
 from bot.db.models import ContactPoint, Direction, EarlyStatus, Message
-from bot.domain.conversations import get_or_create_conversation, opt_out
+from bot.domain.conversations import (
+    VerificationEnd,
+    end_verification,
+    expire_idle_verification,
+    get_or_create_conversation,
+    opt_out,
+)
 from bot.domain.phones import mask_phone
+from bot.policy import Policy
 
 # Payload flag of an inbound text that opted its number out (the pipeline confirms it).
 STOP_REQUEST = "stop_request"
+# WhatsApp system messages saying the person behind the number changed (channels.md).
+NUMBER_CHANGE_TYPES = frozenset({"user_changed_number", "customer_changed_number"})
 
 log = structlog.get_logger("acuerdo.inbox")
 
@@ -96,7 +105,7 @@ def _inbound_payload(message: InboundMessage) -> dict[str, Any]:
 
 
 def _store_message(
-    session: Session, clock: Clock, message: InboundMessage, result: StoreResult
+    session: Session, clock: Clock, policy: Policy, message: InboundMessage, result: StoreResult
 ) -> None:
     existing = session.scalar(
         select(Message.id).where(
@@ -141,6 +150,12 @@ def _store_message(
             updated_at=now,
         )
     )
+    # Before this message counts as activity: a verification that ran out stays over, and
+    # WhatsApp saying the person moved to another number ends it (the old number may be
+    # given to someone else).
+    expire_idle_verification(session, clock, policy, conversation)
+    if message.details.get("system_type") in NUMBER_CHANGE_TYPES:
+        end_verification(session, clock, conversation, VerificationEnd.NUMBER_CHANGED)
     conversation.last_inbound_at = now  # the service window reopens
     conversation.updated_at = now
     # The person wrote on this channel: it reaches them again (see bot/channels/fallback.py).
@@ -304,6 +319,7 @@ def store_delivery(
     clock: Clock,
     delivery: Delivery,
     *,
+    policy: Policy,
     on_window_closed: WindowClosedHandler | None = None,
     on_undeliverable: UndeliverableHandler | None = None,
 ) -> StoreResult:
@@ -319,7 +335,7 @@ def store_delivery(
         result = StoreResult()
         try:
             for message in messages:
-                _store_message(session, clock, message, result)
+                _store_message(session, clock, policy, message, result)
             for status in delivery.statuses:
                 known = _store_status(session, clock, status, on_window_closed, on_undeliverable)
                 result.statuses += int(known is True)

@@ -15,6 +15,7 @@ from bot.conversation.replies import Replies
 from bot.db.models import Account, ContactPoint, Conversation
 from bot.domain.conversations import is_verified
 from bot.domain.money import format_money
+from bot.policy import Policy
 
 log = structlog.get_logger("acuerdo.notices")
 
@@ -22,6 +23,7 @@ log = structlog.get_logger("acuerdo.notices")
 def thank_for_payment(
     session: Session,
     clock: Clock,
+    policy: Policy,
     replies: Replies,
     adapters: Mapping[str, ChannelAdapter],
     *,
@@ -58,7 +60,7 @@ def thank_for_payment(
     if contact is not None and (contact.opted_out_at or contact.wrong_number_at):
         log.info("notices.suppressed", conversation_id=conversation.id, reason="do_not_contact")
         return 0
-    if is_verified(conversation):  # on this channel or another one of the same debtor
+    if is_verified(conversation, clock, policy):  # a live verification in that conversation
         text = replies.payment_thanks.format(amount=format_money(amount_cents), reference=reference)
     else:
         text = replies.payment_thanks_unverified

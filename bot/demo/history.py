@@ -153,7 +153,7 @@ class _Simulation:
         return f"wamid.demo.{self._wamids}.{secrets.token_hex(4)}"
 
     def store(self, clock: Clock, delivery: ChannelDelivery) -> None:
-        store_delivery(self.session, clock, delivery)
+        store_delivery(self.session, clock, delivery, policy=self.policy)
 
     # -- the days ------------------------------------------------------------------------
     def day(self, day: date) -> None:

@@ -30,7 +30,13 @@ from bot.db.models import (
 )
 from bot.domain.accounts import balance_breakdown
 from bot.domain.audit import record_audit
-from bot.domain.conversations import VerificationOutcome, check_identity, is_verified
+from bot.domain.conversations import (
+    VerificationEnd,
+    VerificationOutcome,
+    check_identity,
+    end_verification,
+    is_verified,
+)
 from bot.domain.errors import OfferRejected
 from bot.domain.handoff import HandoffError, actor_of, is_supervisor, require_act
 from bot.domain.money import format_money
@@ -62,17 +68,31 @@ class ApprovedSettlement:
     below_floor: bool
 
 
-def _account_of(session: Session, agent: ConsoleUser, conversation: Conversation) -> Account:
-    """The conversation's account, once the agent holds it and the sender is verified."""
+def _account_of(
+    session: Session, clock: Clock, policy: Policy, agent: ConsoleUser, conversation: Conversation
+) -> Account:
+    """The conversation's account, once the agent holds it and the sender's verification is
+    live (it ends like the bot's: idle, hard limit, wrong person, an agent ended it)."""
     require_act(agent, conversation)
     account = session.get(Account, conversation.account_id) if conversation.account_id else None
     if account is None:
         raise HandoffError("no_account", "this number is not linked to any account")
-    if not is_verified(conversation):
+    if not is_verified(conversation, clock, policy):
         raise HandoffError(
             "not_verified", "the sender has not proved who they are: verify their identity first"
         )
     return account
+
+
+def end_verification_by_agent(
+    session: Session, clock: Clock, conversation: Conversation, agent: ConsoleUser
+) -> bool:
+    """The agent doubts who is writing (a different voice, a name that does not match): the
+    verification ends now, audited with the agent's name, and the person answers again."""
+    require_act(agent, conversation)
+    return end_verification(
+        session, clock, conversation, VerificationEnd.AGENT, actor=actor_of(agent)
+    )
 
 
 def check_identity_for_agent(
@@ -124,7 +144,7 @@ def issue_code_for_agent(
     Refusals are :class:`~bot.payments.provider.PaymentCodeError` (amount above the
     balance, OXXO limit, ...) or :class:`HandoffError`.
     """
-    account = _account_of(session, agent, conversation)
+    account = _account_of(session, clock, policy, agent, conversation)
     existing = active_code_for(
         session, clock, account, method, amount_cents, agreement=agreement, provider=provider.name
     )
@@ -159,7 +179,7 @@ def approve_settlement(
     Below the policy floor only a supervisor may approve it (audited ``below_floor``); an
     agent is refused with :class:`SettlementNeedsSupervisor` before anything is recorded.
     """
-    account = _account_of(session, agent, conversation)
+    account = _account_of(session, clock, policy, agent, conversation)
     balance = balance_breakdown(session, account, clock).total_cents
     if not 0 < amount_cents <= balance:
         raise HandoffError(
@@ -256,7 +276,7 @@ def record_promise_for_agent(
 ) -> Promise:
     """A promise the debtor made to the agent; the policy's horizon and minimum apply
     (:class:`~bot.domain.errors.PromiseRejected`)."""
-    account = _account_of(session, agent, conversation)
+    account = _account_of(session, clock, policy, agent, conversation)
     return record_promise(
         session,
         clock,

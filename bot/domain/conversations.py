@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
@@ -83,14 +83,75 @@ def is_locked(conversation: Conversation, clock: Clock) -> bool:
     )
 
 
-def is_verified(conversation: Conversation) -> bool:
-    """The debtor proved who they are, on this channel or another one.
+def verified_until(conversation: Conversation, policy: Policy) -> datetime | None:
+    """When this conversation's verification ends, if it has one (it may already be over).
 
-    Verification follows the account, not the channel. How long it counts is the dialogue's
-    session (the ``verified`` slot of the Rasa tracker, keyed by the phone on every channel,
-    resets when the session expires); the actions require both.
+    A verification belongs to one conversation on one channel. It lasts while the person
+    keeps writing (``identity.verification_idle_minutes`` since their last message) and never
+    longer than ``identity.verification_max_hours`` after it was given.
     """
-    return any(c.verified_at is not None for c in _same_debtor(conversation))
+    if conversation.verified_at is None:
+        return None
+    terms = policy.identity
+    hard_limit = conversation.verified_at + timedelta(hours=terms.verification_max_hours)
+    last_seen = conversation.verified_at
+    if conversation.last_inbound_at is not None and conversation.last_inbound_at > last_seen:
+        last_seen = conversation.last_inbound_at
+    idle_limit = last_seen + timedelta(minutes=terms.verification_idle_minutes)
+    return min(hard_limit, idle_limit)
+
+
+def is_verified(conversation: Conversation, clock: Clock, policy: Policy) -> bool:
+    """The sender proved who they are in this conversation, and that proof is still live.
+
+    Every disclosure (bot, console, notices) asks this. It never borrows a verification from
+    another channel: the same phone on RCS answers again, and a number recycled months later
+    starts from nothing.
+    """
+    until = verified_until(conversation, policy)
+    return until is not None and clock.now_utc() < until
+
+
+class VerificationEnd(str, enum.Enum):
+    EXPIRED = "expired"  # idle too long, or past the hard limit (found when the person writes)
+    WRONG_PERSON = "wrong_person"  # "no soy esa persona"
+    NUMBER_CHANGED = "number_changed"  # WhatsApp's user_changed_number system message
+    AGENT = "agent"  # an agent ended it from the console
+
+
+def end_verification(
+    session: Session,
+    clock: Clock,
+    conversation: Conversation,
+    reason: VerificationEnd,
+    *,
+    actor: str = "bot",
+) -> bool:
+    """End the conversation's verification (True if there was one, live or not)."""
+    if conversation.verified_at is None:
+        return False
+    conversation.verified_at = None
+    conversation.updated_at = clock.now_utc()
+    record_audit(
+        session,
+        clock,
+        actor=actor,
+        action="verification_ended",
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        reason=reason.value,
+    )
+    return True
+
+
+def expire_idle_verification(
+    session: Session, clock: Clock, policy: Policy, conversation: Conversation
+) -> bool:
+    """Called as a new message arrives, before it counts as activity: a verification that
+    ran out while the person was away stays over (True if it ended one)."""
+    if conversation.verified_at is None or is_verified(conversation, clock, policy):
+        return False
+    return end_verification(session, clock, conversation, VerificationEnd.EXPIRED)
 
 
 def check_identity(
@@ -201,8 +262,16 @@ def flag_wrong_number(
     *,
     conversation_id: int | None = None,
 ) -> None:
-    """The person at this number is not the debtor: never contact it again."""
+    """The person at this number is not the debtor: never contact it again, and whatever
+    verification the conversation had is over."""
     contact = _contact_point(session, clock, channel, address)
+    conversation = session.scalars(
+        select(Conversation).where(
+            Conversation.channel == channel, Conversation.address == contact.address
+        )
+    ).first()
+    if conversation is not None:
+        end_verification(session, clock, conversation, VerificationEnd.WRONG_PERSON)
     contact.wrong_number_at = clock.now_utc()
     contact.do_not_contact_reason = "wrong_person"
     record_audit(

@@ -154,6 +154,7 @@ def _store(runtime: GatewayRuntime, delivery: Delivery) -> StoreResult:
             session,
             runtime.clock,
             delivery,
+            policy=runtime.policy,
             on_window_closed=runtime.outbox.hold_in_session,
             on_undeliverable=runtime.fallback.on_undeliverable,
         )

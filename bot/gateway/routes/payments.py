@@ -68,6 +68,7 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
                 thank_for_payment(
                     session,
                     runtime.clock,
+                    runtime.policy,
                     runtime.replies,
                     runtime.adapters,
                     account_id=applied.payment.account_id,

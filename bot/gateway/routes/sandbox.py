@@ -319,7 +319,7 @@ def _conversation_messages(
         return {
             "conversation_id": conversation.id,
             "state": conversation.state,
-            "verified": is_verified(conversation),  # on any channel of the debtor
+            "verified": is_verified(conversation, runtime.clock, runtime.policy),
             "messages": messages,
         }
 
