@@ -15,7 +15,7 @@ from bot.domain.accounts import balance_breakdown
 from bot.domain.money import pesos_to_cents
 from bot.nlu.amounts import parse_amount, parse_payment_method
 from bot.payments.links import payment_url
-from bot.payments.provider import PaymentCodeError, get_provider
+from bot.payments.provider import PaymentCodeError, get_provider, shown_concept
 from bot.payments.reconcile import active_code_for
 from bot.spanish import METHOD_NAMES, money, spoken_datetime
 
@@ -67,7 +67,7 @@ def issue_and_send(
         amount=money(code.amount_cents),
         method_name=METHOD_NAMES.get(code.method, code.method),
         code_lines="\n".join(lines),
-        concept=code.concept,
+        concept=shown_concept(code.concept, turn.account),
         expires=expires,
         pay_url=url,
     )
@@ -80,7 +80,7 @@ def issue_and_send(
             "amount": money(code.amount_cents),
             "amount_cents": code.amount_cents,
             "expires_at": code.expires_at.isoformat(),
-            "concept": code.concept,
+            "concept": shown_concept(code.concept, turn.account),
             "pay_url": url,
             "qr_png_url": f"{url}/qr.png",
         }

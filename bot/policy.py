@@ -66,6 +66,9 @@ class ContactPolicy(_Strict):
 
 
 class IdentityPolicy(_Strict):
+    # What the sender must answer: either factor, or the birth date and then the last 4
+    # digits of the account (stronger: a forwarded reminder or a found statement is not enough).
+    mode: Literal["birth_date_or_last4", "birth_date_then_last4"] = "birth_date_or_last4"
     max_failures: int = Field(3, ge=1)
     lockout_hours: int = Field(24, ge=1)
     # A verification lasts while the person keeps writing, and never past a hard limit.

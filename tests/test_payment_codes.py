@@ -76,7 +76,7 @@ def test_bank_reference_carries_the_account_and_a_luhn_digit(
     assert code.clabe is None
     assert code.provider == "local" and code.method == "bank_ref"
     assert code.amount_cents == 250_000 and code.currency == "MXN"
-    assert code.concept == "Pago Tarjeta de crédito Banco Ejemplo ACC-0001"
+    assert code.concept == "Pago Tarjeta de crédito Banco Ejemplo"  # no account number
     assert code.status == PaymentCodeStatus.ACTIVE.value
 
 

@@ -113,6 +113,7 @@ def chat_context(runtime: GatewayRuntime, agent: Agent, conversation_id: int) ->
             "methods": {m: texts.label("payment_methods", m) for m in PAYMENT_METHODS},
             "agents": agents,
             "today": runtime.clock.today().isoformat(),
+            "both_answers": runtime.policy.identity.mode == "birth_date_then_last4",
             "default_deadline": (
                 runtime.clock.today()
                 + timedelta(days=runtime.policy.settlement.offer_validity_days)

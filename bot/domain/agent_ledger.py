@@ -111,6 +111,10 @@ def check_identity_for_agent(
         raise HandoffError("no_account", "this number is not linked to any account")
     if birth_date is None and not last4:
         raise HandoffError("no_answer", "give the birth date or the last 4 digits")
+    if policy.identity.mode == "birth_date_then_last4" and (birth_date is None or not last4):
+        raise HandoffError(
+            "both_answers", "this policy asks for the birth date and the last 4 digits"
+        )
     result = check_identity(
         session, clock, policy, conversation, birth_date=birth_date, last4=last4
     )

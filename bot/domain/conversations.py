@@ -53,6 +53,8 @@ class VerificationOutcome(enum.Enum):
     VERIFIED = "verified"
     FAILED = "failed"  # wrong answer, tries left
     LOCKED = "locked"  # too many failures: locked for policy.identity.lockout_hours
+    # birth_date_then_last4: the birth date is right, the last 4 digits are still to come
+    NEEDS_LAST4 = "needs_last4"
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,11 @@ def check_identity(
     birth_date: date | None = None,
     last4: str | None = None,
 ) -> VerificationResult:
-    """Check a knowledge answer (birth date or last 4 digits of the account)."""
+    """Check a knowledge answer: the birth date or the last 4 digits of the account, or with
+    ``identity.mode: birth_date_then_last4`` both (a right birth date alone is
+    :attr:`VerificationOutcome.NEEDS_LAST4`; a wrong one counts as a failure)."""
     max_failures = policy.identity.max_failures
+    both_needed = policy.identity.mode == "birth_date_then_last4"
     if is_locked(conversation, clock):
         return VerificationResult(VerificationOutcome.LOCKED, 0)
     if conversation.locked_until is not None:  # a past lockout: start counting again
@@ -174,9 +179,16 @@ def check_identity(
     # reveal whether a debt exists.
     account = session.get(Account, conversation.account_id) if conversation.account_id else None
     digits = "".join(ch for ch in account.external_id if ch.isdigit()) if account else ""
+    born_right = (
+        account is not None and birth_date is not None and birth_date == account.debtor.birth_date
+    )
+    digits_right = last4 is not None and len(last4) == 4 and digits.endswith(last4)
+    if both_needed and born_right and last4 is None:
+        return VerificationResult(
+            VerificationOutcome.NEEDS_LAST4, max_failures - conversation.verification_failures
+        )
     correct = account is not None and (
-        (birth_date is not None and birth_date == account.debtor.birth_date)
-        or (last4 is not None and len(last4) == 4 and digits.endswith(last4))
+        (born_right and digits_right) if both_needed else (born_right or digits_right)
     )
     account_id = account.id if account else None
     now = clock.now_utc()

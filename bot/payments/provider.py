@@ -142,8 +142,23 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
 
 def default_concept(account: Account) -> str:
     """The payment concept shown on the page and the voucher, e.g.
-    ``Pago Tarjeta de crédito Banco Ejemplo ACC-0001``."""
-    return f"Pago {account.product} {account.creditor} {account.external_id}"[:200]
+    ``Pago Tarjeta de crédito Banco Ejemplo``.
+
+    No account number: the link and the page reach whoever holds the phone or a forwarded
+    reminder, and the account's last 4 digits answer the identity question. The code's own
+    reference tells the creditor which account was paid.
+    """
+    return f"Pago {account.product} {account.creditor}"[:200]
+
+
+def shown_concept(concept: str, account: Account) -> str:
+    """A stored concept as a page or message may show it: without the account number (codes
+    issued before :func:`default_concept` dropped it, or a processor's concept that has it)."""
+    digits = "".join(ch for ch in account.external_id if ch.isdigit())
+    shown = concept.replace(account.external_id, "")
+    if len(digits) >= 4:
+        shown = shown.replace(digits, "").replace(digits[-4:], "")
+    return " ".join(shown.split())
 
 
 def check_code_request(

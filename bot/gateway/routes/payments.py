@@ -38,6 +38,7 @@ from bot.payments import (
     read_payment_link_token,
 )
 from bot.payments.local import SIGNATURE_HEADER as LOCAL_SIGNATURE_HEADER
+from bot.payments.provider import shown_concept
 from bot.payments.qr import qr_png, qr_svg
 
 router = APIRouter(tags=["payments"])
@@ -160,7 +161,7 @@ async def payment_page(token: str, request: Request, runtime: RuntimeDep) -> HTM
         "status": status,
         "amount": format_money(code.amount_cents, code.currency),
         "creditor": account.creditor,
-        "concept": code.concept,
+        "concept": shown_concept(code.concept, account),
         "expires": _when(code.expires_at, runtime),
         "paid_at": _when(code.paid_at, runtime) if code.paid_at else None,
         "bank_name": runtime.policy.payment_codes.bank_name,
