@@ -57,6 +57,10 @@ class ContactPolicy(_Strict):
     # Appended to company-started free text under the reg_f profile (templates carry it as
     # their footer).
     opt_out_notice: str | None = None
+    # The creditor's own stop words, besides the built-in ones (bot/compliance/stop_words.py):
+    # whole messages ("no molestar") and phrases a message may contain.
+    stop_words: list[str] = []
+    stop_phrases: list[str] = []
 
     @model_validator(mode="after")
     def _notice_for_reg_f(self) -> ContactPolicy:

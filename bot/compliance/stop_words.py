@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 # A whole message that is one of these (case, accents, punctuation and emoji aside).
 STOP_MESSAGES = frozenset(
@@ -48,11 +49,15 @@ def normalise(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", stripped).split())
 
 
-def is_stop_request(text: str | None) -> bool:
-    """True when ``text`` asks, in so many words, for no more messages."""
+def is_stop_request(
+    text: str | None, *, words: Iterable[str] = (), phrases: Iterable[str] = ()
+) -> bool:
+    """True when ``text`` asks, in so many words, for no more messages: a built-in stop word
+    or phrase, or one of the policy's own (``contact.stop_words`` / ``stop_phrases``)."""
     if not text:
         return False
-    words = normalise(text)
-    if words in STOP_MESSAGES:
+    said = normalise(text)
+    if said in STOP_MESSAGES or said in {normalise(word) for word in words}:
         return True
-    return any(phrase in words for phrase in STOP_PHRASES)
+    own = (normalise(phrase) for phrase in phrases)
+    return any(phrase in said for phrase in STOP_PHRASES) or any(p and p in said for p in own)

@@ -316,6 +316,20 @@ async def end_verification(
     )
 
 
+@router.post("/chats/{conversation_id}/opt-out")
+async def record_opt_out(
+    conversation_id: RowId, request: Request, agent: CheckedUser, runtime: RuntimeDep
+) -> Response:
+    return await _act(
+        request,
+        runtime,
+        agent,
+        conversation_id,
+        lambda: service.record_opt_out(runtime, agent, conversation_id),
+        "opt_out_recorded",
+    )
+
+
 @router.post("/chats/{conversation_id}/note")
 async def add_note(
     conversation_id: RowId,

@@ -327,6 +327,30 @@ def end_verification(runtime: GatewayRuntime, agent: Agent, conversation_id: int
     return "verification_ended"
 
 
+def record_opt_out(runtime: GatewayRuntime, agent: Agent, conversation_id: int) -> str:
+    """Record the debtor's request for no more messages, and confirm it to them once (as the
+    gateway confirms a stop word) while the service window is open; the notice key."""
+    with _unit(runtime, agent, conversation_id) as unit:
+        if not agent_ledger.record_opt_out_by_agent(
+            unit.session, runtime.clock, unit.conversation, unit.user
+        ):
+            return "already_opted_out"
+        window = service_window(runtime, unit.conversation)
+        if not handoff.window_open(unit.conversation, runtime.clock, window):
+            return "opt_out_recorded"
+        handoff.send_as_agent(
+            unit.session,
+            runtime.clock,
+            unit.conversation,
+            unit.user,
+            [OutboundMessage(text=runtime.replies.opt_out_confirmed)],
+            _render(runtime, unit.conversation),
+            window=window,
+            action="agent_opt_out_confirmed",
+        )
+    return "opt_out_confirmed"
+
+
 def verify_identity(
     runtime: GatewayRuntime, agent: Agent, conversation_id: int, birth_date: str, last4: str
 ) -> str:

@@ -269,6 +269,7 @@ class LedgerView:
     verified: bool
     opted_out: bool
     verified_until: str = ""  # local time the live verification ends
+    opted_out_on: str = ""
     account: dict[str, str] | None = None
     balance: dict[str, str] | None = None
     balance_cents: int = 0
@@ -311,6 +312,8 @@ def ledger(
         verified=is_verified(conversation, clock, policy),
         opted_out=bool(contact and contact.opted_out_at),
     )
+    if contact is not None and contact.opted_out_at is not None:
+        view.opted_out_on = local_time(contact.opted_out_at, clock)
     if view.verified:
         view.verified_until = local_time(verified_until(conversation, policy), clock, "%H:%M")
     account = session.get(Account, conversation.account_id) if conversation.account_id else None

@@ -121,7 +121,9 @@ def _store_message(
     conversation = get_or_create_conversation(session, clock, message.channel, message.sender)
     now = clock.now_utc()
     payload = _inbound_payload(message)
-    stop_word = message.kind == InboundKind.TEXT and is_stop_request(message.text)
+    stop_word = message.kind == InboundKind.TEXT and is_stop_request(
+        message.text, words=policy.contact.stop_words, phrases=policy.contact.stop_phrases
+    )
     if stop_word:
         payload[STOP_REQUEST] = True  # the pipeline confirms it (RCS UNSUBSCRIBE: silence)
     if stop_word or message.opts_out:

@@ -36,6 +36,7 @@ from bot.domain.conversations import (
     check_identity,
     end_verification,
     is_verified,
+    opt_out,
 )
 from bot.domain.errors import OfferRejected
 from bot.domain.handoff import HandoffError, actor_of, is_supervisor, require_act
@@ -92,6 +93,22 @@ def end_verification_by_agent(
     require_act(agent, conversation)
     return end_verification(
         session, clock, conversation, VerificationEnd.AGENT, actor=actor_of(agent)
+    )
+
+
+def record_opt_out_by_agent(
+    session: Session, clock: Clock, conversation: Conversation, agent: ConsoleUser
+) -> bool:
+    """The debtor asked the agent for no more messages (in words the gateway did not read as
+    a stop word, or on the phone): recorded as the agent's (True if it is new)."""
+    require_act(agent, conversation)
+    return opt_out(
+        session,
+        clock,
+        conversation.channel,
+        conversation.address,
+        conversation_id=conversation.id,
+        actor=actor_of(agent),
     )
 
 

@@ -249,21 +249,24 @@ def opt_out(
     address: str,
     *,
     conversation_id: int | None = None,
-) -> None:
-    """No company-started message goes to this number on this channel from now on."""
+    actor: str = "debtor",
+) -> bool:
+    """No company-started message goes to this number on this channel from now on (True if
+    this call recorded it; ``actor`` is ``agent:<name>`` when an agent records the request)."""
     contact = _contact_point(session, clock, channel, address)
     if contact.opted_out_at is not None:
-        return  # already recorded (the gateway's stop word, then Rasa's opt_out intent)
+        return False  # already recorded (the gateway's stop word, then Rasa's opt_out intent)
     contact.opted_out_at = clock.now_utc()
     record_audit(
         session,
         clock,
-        actor="debtor",
+        actor=actor,
         action="opt_out",
         conversation_id=conversation_id,
         channel=channel,
         contact_point_id=contact.id,
     )
+    return True
 
 
 def flag_wrong_number(
