@@ -34,6 +34,11 @@ GATED_INTENTS = {
     "already_paid",
     "cannot_pay",
 }
+# Intents the form's rules handle instead of taking the text as an answer (domain.yml's
+# identity_answer mapping leaves out the same ones).
+NOT_AN_ANSWER = frozenset(
+    {"deny", "request_agent", "opt_out", "wrong_person", "bot_challenge", "ask_how_to_pay"}
+)
 _LAST4 = re.compile(r"(?<!\d)(\d{4})(?!\d)")
 
 
@@ -104,6 +109,18 @@ class ValidateVerificationForm(FormValidationAction):
         if str(tracker.get_slot("identity_answer") or "").startswith(BIRTH_DATE_FIRST):
             return [*domain_slots, "identity_last4"]  # the second question
         return domain_slots
+
+    async def extract_identity_last4(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """The text that answers the second question (what a from_text mapping would take,
+        with the same intents left to the form's rules)."""
+        if tracker.get_slot("requested_slot") != "identity_last4":
+            return {}
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        if intent in NOT_AN_ANSWER:
+            return {}
+        return {"identity_last4": tracker.latest_message.get("text")}
 
     def validate_identity_answer(
         self,

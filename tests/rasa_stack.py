@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -118,14 +119,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
+@contextmanager
+def start_stack(workdir: Path, **extra_env: str) -> Iterator[RasaStack]:
+    """Seed a ledger in ``workdir`` and run the action server and Rasa on it (``extra_env``
+    adds or overrides settings, e.g. ``ACUERDO_POLICY_FILE``)."""
     config = os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml")
     override = os.environ.get("ACUERDO_TEST_MODEL")  # a model file to test instead (development)
     model = Path(override) if override else latest_model(REPO_ROOT, config)
     if model is None:
         pytest.fail(f"No trained model for {config}: run 'acuerdo train' (make test does).")
-    workdir = tmp_path_factory.mktemp("stack")
     db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
     upgrade(db_url)
     clock = Clock.from_setting(STACK_NOW, "America/Mexico_City")
@@ -145,6 +147,7 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
             "ACUERDO_SECRET_KEY": "test-secret-key",
             "ACUERDO_PUBLIC_URL": "http://pay.test",
             "ACUERDO_INTERNAL_TOKEN": STACK_TOKEN,
+            **extra_env,
         }
     )
     logs = workdir
@@ -171,3 +174,9 @@ def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     finally:
         _stop(rasa)
         _stop(actions)
+
+
+@pytest.fixture(scope="session")
+def rasa_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
+    with start_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
