@@ -5,13 +5,18 @@ Mexico City's clock, and an import that rewrites the debtor already on a phone."
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.channels.fallback import contact_delay
 from bot.clock import Clock
+from bot.compliance import Verdict, decide
+from bot.compliance.outreach import window_end_utc
 from bot.config import Settings
 from bot.db.models import Account, ContactPoint, Message
 from bot.policy import Policy
@@ -117,3 +122,98 @@ def test_readyz_never_shows_the_channels_error_text(
     text = answer.text.lower()
     for leak in ("190", "401", "stub fault", "oauth", "token", "error", "reason"):
         assert leak not in text, leak
+
+
+# -- (c) the time zone comes from the number when the portfolio gives none ----------------
+TIJUANA_PHONE = "+526641234567"  # Baja California: UTC-8 in November (Mexico City: UTC-6)
+TIJUANA = ZoneInfo("America/Tijuana")
+
+
+def _eight_to_ten(policy: Policy) -> Policy:
+    """The policy with contact hours starting at 08:00 debtor local time."""
+    window = policy.contact.window.model_copy(update={"start": time(8, 0)})
+    return policy.model_copy(
+        update={"contact": policy.contact.model_copy(update={"window": window})}
+    )
+
+
+def _at(local: str) -> Clock:
+    """The business clock pinned at ``local`` Mexico City time on Monday 2026-11-23."""
+    return Clock.from_setting(f"2026-11-23T{local}:00-06:00", "America/Mexico_City")
+
+
+def test_a_tijuana_debtor_without_a_zone_is_not_messaged_at_dawn_by_mexico_citys_clock(
+    session: Session, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    policy = _eight_to_ten(policy)
+    account = make_account(phone=TIJUANA_PHONE, timezone=None)
+    (point,) = account.debtor.contact_points
+    dawn = _at("08:00")  # 06:00 in Tijuana
+    decision = decide(session, dawn, policy, account, point, "reminder")
+    assert decision.verdict == Verdict.DELAY and decision.reason == "outside_hours"
+    assert decision.until == datetime(2026, 11, 23, 8, 0, tzinfo=TIJUANA)  # 10:00 in CDMX
+    assert contact_delay(policy, dawn, account.debtor).total_seconds() == 2 * 3600
+
+    inside_both = _at("10:30")  # 08:30 in Tijuana
+    assert decide(session, inside_both, policy, account, point, "reminder").sends
+    # The reminder may not leave after Tijuana's window closes (22:00 there, 00:00 in CDMX).
+    assert window_end_utc(inside_both, policy, account) == datetime(
+        2026, 11, 23, 22, 0, tzinfo=TIJUANA
+    )
+
+
+def test_the_portfolios_zone_wins_over_the_numbers(
+    session: Session, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    policy = _eight_to_ten(policy)
+    account = make_account(phone=TIJUANA_PHONE, timezone="America/Mexico_City")
+    (point,) = account.debtor.contact_points
+    assert decide(session, _at("08:00"), policy, account, point, "reminder").sends
+
+
+def test_a_number_with_several_zones_must_be_inside_the_hours_in_every_one(
+    session: Session, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    from bot.compliance.window import debtor_zones  # (new with issue 13, point 11c)
+
+    policy = _eight_to_ten(policy)
+    # Idaho's 208 is Boise (UTC-7) and Los Angeles (UTC-8) time.
+    account = make_account(phone="+12085551234", timezone=None)
+    (point,) = account.debtor.contact_points
+    boise, pacific = ZoneInfo("America/Boise"), ZoneInfo("America/Los_Angeles")
+    assert set(debtor_zones(account.debtor, _at("12:00"))) == {boise, pacific}
+    early = _at("09:30")  # 08:30 in Boise, 07:30 in Los Angeles
+    decision = decide(session, early, policy, account, point, "reminder")
+    assert decision.verdict == Verdict.DELAY
+    assert decision.until == datetime(2026, 11, 23, 8, 0, tzinfo=pacific)
+    assert decide(session, _at("10:30"), policy, account, point, "reminder").sends
+    # The window closes with Boise's (22:00 there), the first of the two.
+    assert window_end_utc(_at("10:30"), policy, account) == datetime(
+        2026, 11, 23, 22, 0, tzinfo=boise
+    )
+
+
+def test_numbers_whose_zones_share_no_hours_are_never_messaged(
+    session: Session, clock: Clock, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    # Contact hours 08:00-10:00 less the 60-minute margin: 08:00-09:00 in Tijuana (UTC-8)
+    # and in Cancún (UTC-5) never meet; a debtor on numbers of both is never messaged.
+    window = policy.contact.window.model_copy(update={"start": time(8, 0), "end": time(10, 0)})
+    policy = policy.model_copy(
+        update={"contact": policy.contact.model_copy(update={"window": window})}
+    )
+    account = make_account(phone=TIJUANA_PHONE, timezone=None)
+    session.add(
+        ContactPoint(
+            debtor_id=account.debtor_id,
+            channel="sms",
+            address="+529981234567",  # Cancún
+            preferred=False,
+            created_at=clock.now_utc(),
+        )
+    )
+    session.commit()
+    point = next(p for p in account.debtor.contact_points if p.channel == "whatsapp")
+    decision = decide(session, _at("12:00"), policy, account, point, "reminder")
+    assert decision.verdict == Verdict.SUPPRESS
+    assert decision.reason == "no_common_contact_hours"
