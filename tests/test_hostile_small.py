@@ -5,7 +5,8 @@ Mexico City's clock, and an import that rewrites the debtor already on a phone."
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time
+from datetime import date, datetime, time
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,12 +19,19 @@ from bot.clock import Clock
 from bot.compliance import Verdict, decide
 from bot.compliance.outreach import window_end_utc
 from bot.config import Settings
-from bot.db.models import Account, ContactPoint, Message
+from bot.db.engine import session_factory
+from bot.db.models import Account, ContactPoint, Debtor, Message
+from bot.domain.accounts import get_account
+from bot.importers.csv_rows import open_csv
+from bot.importers.portfolio import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, import_portfolio
+from bot.importers.report import ImportReport
 from bot.policy import Policy
 from tests.conftest_gateway import PHONE
 from tests.graph_stub import GraphStub, wait_until
 from tests.rbm_stub import RbmStub
 from tests.test_channel_fallback import fresh, remind
+from tests.test_cli_import import Cli
+from tests.test_import_portfolio import portfolio_row, write_csv
 
 pytest_plugins = ["tests.conftest_gateway"]
 
@@ -217,3 +225,86 @@ def test_numbers_whose_zones_share_no_hours_are_never_messaged(
     decision = decide(session, _at("12:00"), policy, account, point, "reminder")
     assert decision.verdict == Verdict.SUPPRESS
     assert decision.reason == "no_common_contact_hours"
+
+
+# -- (d) an import may not rewrite the debtor already on a phone --------------------------
+LAURA = {"full_name": "Laura Méndez", "phone": "55 1000 0001", "birth_date": "1985-03-15"}
+
+
+def _import(db_url: str, clock: Clock, path: Path, rows: list[dict[str, str]]) -> ImportReport:
+    table = open_csv(write_csv(path, rows), REQUIRED_COLUMNS, OPTIONAL_COLUMNS)
+    return import_portfolio(session_factory(db_url), clock, table)
+
+
+def test_an_import_on_a_known_phone_with_another_name_or_birth_date_is_rejected(
+    db_url: str, clock: Clock, session: Session, tmp_path: Path
+) -> None:
+    first = _import(db_url, clock, tmp_path / "a.csv", [portfolio_row(1, **LAURA, email="l@x.mx")])
+    assert first.created == 1
+    report = _import(
+        db_url,
+        clock,
+        tmp_path / "b.csv",
+        [
+            portfolio_row(2),  # line 2: someone else, loads
+            portfolio_row(3, **{**LAURA, "full_name": "Otra Persona"}),  # line 3
+            portfolio_row(4, **{**LAURA, "birth_date": "1990-01-01"}),  # line 4
+            portfolio_row(1, **{**LAURA, "full_name": "X", "birth_date": "1990-01-01"}),  # 5
+        ],
+    )
+    assert (report.created, report.updated, report.rejected) == (1, 0, 3)
+    assert report.error_lines() == [
+        "line 3, column phone: this phone already belongs to a debtor with a different "
+        "full_name; the row was not loaded and that debtor was not changed",
+        "line 4, column phone: this phone already belongs to a debtor with a different "
+        "birth_date; the row was not loaded and that debtor was not changed",
+        "line 5, column phone: this phone already belongs to a debtor with a different "
+        "full_name and birth_date; the row was not loaded and that debtor was not changed",
+    ]
+    session.expire_all()
+    assert get_account(session, "ACC-0003") is None and get_account(session, "ACC-0004") is None
+    laura = get_account(session, "ACC-0001")
+    assert laura is not None
+    assert laura.debtor.birth_date == date(1985, 3, 15) and laura.debtor.email == "l@x.mx"
+    assert laura.debtor.full_name == "Laura Méndez"  # line 5 (her own account) changed nothing
+    assert session.scalar(select(Debtor.id).where(Debtor.full_name == "Otra Persona")) is None
+
+    # The same person written another way is no conflict: a second account of hers.
+    same = [portfolio_row(6, **{**LAURA, "full_name": "LAURA  MENDEZ"})]
+    assert _import(db_url, clock, tmp_path / "c.csv", same).created == 1
+    session.expire_all()
+    second = get_account(session, "ACC-0006")
+    assert second is not None and second.debtor_id == laura.debtor_id
+
+
+def test_two_rows_of_one_file_on_one_new_phone_must_be_the_same_person(
+    db_url: str, clock: Clock, session: Session, tmp_path: Path
+) -> None:
+    report = _import(
+        db_url,
+        clock,
+        tmp_path / "a.csv",
+        [portfolio_row(1, **LAURA), portfolio_row(2, **{**LAURA, "full_name": "Otra Persona"})],
+    )
+    assert (report.created, report.rejected) == (1, 1)
+    assert report.error_lines() == [
+        "line 3, column phone: this phone is on line 2 with a different full_name"
+    ]
+    laura = get_account(session, "ACC-0001")
+    assert laura is not None and laura.debtor.full_name == "Laura Méndez"
+
+
+def test_the_operator_sees_the_conflicting_line_and_the_rest_loads(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    assert cli("migrate").returncode == 0
+    known = write_csv(tmp_path / "known.csv", [portfolio_row(1, **LAURA)])
+    assert cli("import-portfolio", str(known)).returncode == 0
+    rows = [portfolio_row(2), portfolio_row(3, **{**LAURA, "full_name": "Otra Persona"})]
+    result = cli("import-portfolio", str(write_csv(tmp_path / "next.csv", rows)))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "Loaded 1 row (1 new, 0 updated); rejected 1:",
+        "line 3, column phone: this phone already belongs to a debtor with a different "
+        "full_name; the row was not loaded and that debtor was not changed",
+    ]
+    assert cli.account_ids() == ["ACC-0001", "ACC-0002"]
