@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,19 +15,22 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.channels.base import ChannelAdapter, RenderedMessage
 from bot.channels.fallback import contact_delay
 from bot.clock import Clock
 from bot.compliance import Verdict, decide
 from bot.compliance.outreach import window_end_utc
 from bot.config import Settings
+from bot.conversation.outbox import Outbox, enqueue
 from bot.db.engine import session_factory
 from bot.db.models import Account, ContactPoint, Debtor, Message
 from bot.domain.accounts import get_account
+from bot.domain.conversations import get_or_create_conversation
 from bot.importers.csv_rows import open_csv
 from bot.importers.portfolio import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, import_portfolio
 from bot.importers.report import ImportReport
 from bot.policy import Policy
-from tests.conftest_gateway import PHONE
+from tests.conftest_gateway import FAST, PHONE
 from tests.graph_stub import GraphStub, wait_until
 from tests.rbm_stub import RbmStub
 from tests.test_channel_fallback import fresh, remind
@@ -109,6 +113,42 @@ def test_a_whatsapp_token_failure_halts_whatsapp_while_rcs_and_sms_keep_sending(
         select(Message).where(Message.channel == "whatsapp", Message.direction == "out")
     )
     assert [m.status for m in whatsapp] == ["queued"]  # kept for after the halt, not lost
+
+
+def test_a_halt_holds_back_only_its_channels_rows_and_ends_on_time(
+    db_url: str, session: Session, clock: Clock, policy: Policy
+) -> None:
+    outbox = Outbox(
+        db_url=db_url,
+        clock=clock,
+        policy=policy,
+        adapters=cast(dict[str, ChannelAdapter], {"whatsapp": None, "rcs": None}),
+        tuning=FAST,
+    )
+    ids = {}
+    for channel in ("whatsapp", "rcs"):
+        conversation = get_or_create_conversation(session, clock, channel, PHONE)
+        session.flush()
+        row = enqueue(
+            session,
+            clock,
+            conversation_id=conversation.id,
+            channel=channel,
+            rendered=RenderedMessage(kind="text", text="hola", body={"type": "text"}),
+        )
+        session.flush()
+        ids[channel] = row.id
+    session.commit()
+
+    until = outbox.halts.halt("whatsapp", 60, "error 190: token expired")
+    assert [c.message_id for c in outbox.claim(10)] == [ids["rcs"]]
+    assert outbox.claim(10) == []  # the WhatsApp row waits…
+    assert outbox.next_due() is not None and outbox.next_due() <= until  # …and is woken for
+    assert outbox.halts.reason("whatsapp") == "error 190: token expired"  # (for the log)
+
+    outbox.halts.halt("whatsapp", 0, "error 190: token expired")  # the hour is over
+    assert outbox.halts.active() == {}
+    assert [c.message_id for c in outbox.claim(10)] == [ids["whatsapp"]]
 
 
 # -- (b) /readyz says which channel is halted and until when, never why -------------------
