@@ -46,8 +46,10 @@ ZONES = ("", "", "", "", "America/Tijuana", "America/Cancun")
 
 
 def write_portfolio(path: Path, rows: int, seed: int = SEED) -> None:
-    """A valid portfolio of ``rows`` fictional accounts; about 1 in 20 shares a phone."""
+    """A valid portfolio of ``rows`` fictional accounts; about 1 in 20 shares a phone (a second
+    account of the same person: same name and birth date, or the import rejects it)."""
     rng = random.Random(seed)
+    people: dict[int, tuple[str, str]] = {}
     today = date.fromisoformat(PINNED_NOW)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -73,14 +75,21 @@ def write_portfolio(path: Path, rows: int, seed: int = SEED) -> None:
             line = n - 1 if n and rng.random() < 0.05 else n  # a second account, same person
             phone_forms = (f"+52155{20000000 + line:08d}", f"+5255{20000000 + line:08d}")
             phone = rng.choice((*phone_forms, f"55{20000000 + line:08d}"))
+            if line not in people:
+                people.clear()  # only the previous line's person is ever needed again
+                people[line] = (
+                    f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)} {line}",
+                    (today - timedelta(days=rng.randint(20 * 365, 70 * 365))).isoformat(),
+                )
+            full_name, birth_date = people[line]
             principal = rng.randint(800_00, 150_000_00)
             creditor, product = rng.choice(CREDITORS)
             writer.writerow(
                 [
                     f"BENCH-{n:07d}",
-                    f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)} {line}",
+                    full_name,
                     phone,
-                    (today - timedelta(days=rng.randint(20 * 365, 70 * 365))).isoformat(),
+                    birth_date,
                     creditor,
                     product,
                     f"{principal / 100:.2f}",

@@ -85,7 +85,7 @@ def test_too_many_messages_to_one_person_paces_that_person(
     assert out.status == "sent" and out.attempts == 2
 
 
-def test_an_account_level_block_stops_all_sending_and_is_reported(
+def test_an_account_level_block_stops_that_channels_sending_and_is_reported(
     gateway: TestClient, graph_server: GraphStub, db_url: str
 ) -> None:
     graph_server.fail_next(1, status=400, code=368)
@@ -94,7 +94,7 @@ def test_an_account_level_block_stops_all_sending_and_is_reported(
     _say(gateway, "dos")
     wait_until(lambda: len(rows(db_url, "out")) == 2, what="the second reply queued")
     ready = gateway.get("/readyz").json()
-    assert ready["sending_halted_until"]  # when, for the operator's probe…
+    assert ready["sending_halted_until"]["whatsapp"]  # which and when, for the operator's probe…
     assert "368" not in str(ready) and "halt_reason" not in ready  # …never why, to strangers
     metrics = gateway.get("/metrics").text
     assert 'acuerdo_sending_halted{channel="whatsapp"} 1.0' in metrics

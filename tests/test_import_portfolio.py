@@ -122,8 +122,8 @@ def test_whatsapp_international_and_national_forms_are_the_same_debtor(load, ses
     report = load(
         [
             portfolio_row(1, phone="+52 1 55 1000 0777"),
-            portfolio_row(2, phone="5510000777"),
-            portfolio_row(3, phone="+52 55 1000 0777"),
+            portfolio_row(2, phone="5510000777", full_name="Deudora Ficticia 1"),
+            portfolio_row(3, phone="+52 55 1000 0777", full_name="Deudora Ficticia 1"),
         ]
     )
 
@@ -136,7 +136,7 @@ def test_whatsapp_international_and_national_forms_are_the_same_debtor(load, ses
 
 def test_same_phone_in_later_chunk_finds_the_debtor_of_an_earlier_one(load, session) -> None:
     rows = [portfolio_row(n) for n in range(1, 6)]
-    rows.append(portfolio_row(6, phone="5510000001"))
+    rows.append(portfolio_row(6, phone="5510000001", full_name="Deudora Ficticia 1"))
 
     load(rows, chunk_size=2)
 
@@ -147,7 +147,8 @@ def test_same_phone_in_later_chunk_finds_the_debtor_of_an_earlier_one(load, sess
 
 
 def test_importing_the_same_file_twice_changes_nothing(load, session) -> None:
-    rows = [portfolio_row(n) for n in range(1, 5)] + [portfolio_row(5, phone="5510000001")]
+    rows = [portfolio_row(n) for n in range(1, 5)]
+    rows.append(portfolio_row(5, phone="5510000001", full_name="Deudora Ficticia 1"))
     load(rows)
     before = [count(session, model) for model in (Debtor, ContactPoint, Account)]
 
@@ -164,14 +165,14 @@ def test_upsert_updates_amounts_and_keeps_the_account(load, session) -> None:
     original = get_account(session, "ACC-0001")
     assert original is not None
 
-    report = load([portfolio_row(1, principal="9000", interest="0", fees="0", full_name="Nueva")])
+    report = load([portfolio_row(1, principal="9000", interest="0", fees="0", email="n@x.mx")])
     session.expire_all()
 
     assert (report.created, report.updated) == (0, 1)
     account = get_account(session, "ACC-0001")
     assert account is not None and account.id == original.id
     assert (account.principal_cents, account.interest_cents, account.fees_cents) == (900_000, 0, 0)
-    assert account.debtor.full_name == "Nueva"
+    assert account.debtor.email == "n@x.mx"  # (a new name is a phone conflict: rejected)
     assert count(session, Account) == 1
 
 
@@ -351,12 +352,14 @@ def test_bulk_import_leaves_the_same_ledger_as_upsert_account(tmp_path, clock) -
     """The batched writer and the domain's one-row upsert agree on every decision."""
     rows = [
         portfolio_row(1, phone="+5215510000001"),
-        portfolio_row(2, phone="5510000001", full_name="Otra Persona", email="o@example.com"),
+        # The same person again (another name on that phone is rejected: test_hostile_small).
+        portfolio_row(2, phone="5510000001", full_name="Deudora Ficticia 1", email="o@example.com"),
         portfolio_row(3),
         portfolio_row(4, timezone="America/Cancun", minimum_payment="10", currency="USD"),
     ]
-    later = [portfolio_row(3, principal="1"), portfolio_row(5, phone="5510000003")]
-    later.append(portfolio_row(6, phone="5510000004"))
+    later = [portfolio_row(3, principal="1")]
+    later.append(portfolio_row(5, phone="5510000003", full_name="Deudora Ficticia 3"))
+    later.append(portfolio_row(6, phone="5510000004", full_name="Deudora Ficticia 4"))
     bulk_url = f"sqlite:///{tmp_path / 'bulk.db'}"
     single_url = f"sqlite:///{tmp_path / 'single.db'}"
     for url in (bulk_url, single_url):

@@ -32,7 +32,7 @@ from bot.channels.sms import render_sms
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.clock import Clock
 from bot.compliance.profiles import ComplianceConfigError, contact_rules
-from bot.compliance.window import debtor_zone, next_opening
+from bot.compliance.window import debtor_zones, next_opening_in, window_end_in
 from bot.config import Settings
 from bot.conversation.claims import scheduling_now
 from bot.conversation.outbox import enqueue
@@ -124,19 +124,19 @@ def _skip_reason(session: Session, channel: str, address: str) -> str | None:
 
 def window_end_after(policy: Policy, clock: Clock, debtor: Debtor, delay: timedelta) -> datetime:
     """When the contact window that opens after ``delay`` closes again (aware UTC)."""
-    zone = debtor_zone(debtor, clock)
-    opening = (clock.now() + delay).astimezone(zone)
-    end = datetime.combine(opening.date(), contact_rules(policy).end, tzinfo=zone)
+    zones = debtor_zones(debtor, clock)
+    end = window_end_in(clock.now() + delay, zones, contact_rules(policy))
     return end.astimezone(timezone.utc)
 
 
 def contact_delay(policy: Policy, clock: Clock, debtor: Debtor) -> timedelta:
     """How long until the contact window (the compliance rules) opens for ``debtor``."""
-    local = clock.now().astimezone(debtor_zone(debtor, clock))
+    now = clock.now()
     try:
-        return next_opening(local, contact_rules(policy)) - local
+        opening = next_opening_in(now, debtor_zones(debtor, clock), contact_rules(policy))
     except ComplianceConfigError:
         return timedelta(0)  # the compliance gate reports a policy that leaves no window
+    return opening - now if opening is not None else timedelta(0)
 
 
 def fallback_extra(

@@ -23,7 +23,15 @@ from bot.compliance.profiles import (
     template_carries_notice,
     with_opt_out_notice,
 )
-from bot.compliance.window import closed_reason, debtor_zone, next_opening
+from bot.compliance.window import (
+    closed_reason,
+    closed_reason_in,
+    debtor_zone,
+    debtor_zones,
+    next_opening,
+    next_opening_in,
+    window_end_in,
+)
 
 __all__ = [
     "COMPANY_MESSAGE",
@@ -37,15 +45,19 @@ __all__ = [
     "Kind",
     "Verdict",
     "closed_reason",
+    "closed_reason_in",
     "company_messages_since",
     "contact_rules",
     "debtor_zone",
+    "debtor_zones",
     "decide",
     "evaluate",
     "next_opening",
+    "next_opening_in",
     "profile_problems",
     "record_company_message",
     "record_decision",
     "template_carries_notice",
+    "window_end_in",
     "with_opt_out_notice",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.compliance.profiles import ContactRules, contact_rules
-from bot.compliance.window import closed_reason, debtor_zone, next_opening
+from bot.compliance.window import closed_reason_in, debtor_zones, next_opening_in
 from bot.db.models import Account, AccountStatus, AuditEntry, ContactPoint
 from bot.domain.accounts import balance_breakdown
 from bot.domain.audit import record_audit
@@ -46,6 +46,7 @@ SUPPRESSION_REASONS = (
     "account_paid",
     "account_settled",
     "nothing_owed",
+    "no_common_contact_hours",  # the number's candidate zones share no contact window
 )
 DELAY_REASONS = ("holiday", "not_a_contact_day", "outside_hours", "weekly_cap")
 
@@ -152,16 +153,21 @@ def evaluate(
     reason = suppression_reason(session, clock, account, contact_point)
     if reason is not None:
         return Decision.suppress(reason)
-    zone = debtor_zone(account.debtor, clock)
-    local_now = clock.now().astimezone(zone)
+    # Every candidate zone of the debtor must be inside the window (bot/compliance/window.py).
+    zones = debtor_zones(account.debtor, clock)
+    now = clock.now().astimezone(zones[0])
     release = cap_release(session, clock, rules, account.id)
-    if release is not None and release > local_now:
-        opening = next_opening(release.astimezone(zone), rules)
-        return Decision.delay_until(opening, "weekly_cap")
-    closed = closed_reason(local_now, rules)
-    if closed is not None:
-        return Decision.delay_until(next_opening(local_now, rules), closed)
-    return Decision.send(rules.opt_out_notice)
+    if release is not None and release > now:
+        reason, since = "weekly_cap", release
+    else:
+        closed = closed_reason_in(now, zones, rules)
+        if closed is None:
+            return Decision.send(rules.opt_out_notice)
+        reason, since = closed, now
+    opening = next_opening_in(since, zones, rules)
+    if opening is None:
+        return Decision.suppress("no_common_contact_hours")
+    return Decision.delay_until(opening, reason)
 
 
 def record_decision(

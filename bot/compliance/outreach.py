@@ -21,7 +21,7 @@ from bot.channels.base import ChannelAdapter, OutboundMessage, TemplateMessage
 from bot.clock import Clock
 from bot.compliance.gate import Decision, Kind, decide, record_company_message
 from bot.compliance.profiles import contact_rules
-from bot.compliance.window import debtor_zone
+from bot.compliance.window import debtor_zones, window_end_in
 from bot.conversation.outbox import enqueue
 from bot.db.models import Account, ContactPoint, Message
 from bot.domain.conversations import get_or_create_conversation
@@ -38,10 +38,9 @@ class Queued:
 
 
 def window_end_utc(clock: Clock, policy: Policy, account: Account) -> datetime:
-    """When today's contact window closes for this debtor (aware UTC)."""
-    zone = debtor_zone(account.debtor, clock)
-    local = clock.now().astimezone(zone)
-    end = datetime.combine(local.date(), contact_rules(policy).end, tzinfo=zone)
+    """When today's contact window closes for this debtor, first among its zones (aware UTC)."""
+    zones = debtor_zones(account.debtor, clock)
+    end = window_end_in(clock.now(), zones, contact_rules(policy))
     return end.astimezone(clock.now_utc().tzinfo)
 
 

@@ -107,8 +107,10 @@ def claim_rows(
     claimed_status: str,
     lease: timedelta,
     limit: int,
+    skip_channels: tuple[str, ...] = (),
 ) -> list[Claim]:
-    """Claim up to ``limit`` rows, at most one per conversation; commits."""
+    """Claim up to ``limit`` rows, at most one per conversation, none on ``skip_channels``
+    (halted ones); commits."""
     if limit <= 0:
         return []
     now = scheduling_now()
@@ -133,6 +135,8 @@ def claim_rows(
         .order_by(Message.id)
         .limit(limit)
     )
+    if skip_channels:
+        query = query.where(Message.channel.not_in(skip_channels))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Message)
     candidates = session.execute(query).all()
@@ -183,15 +187,23 @@ def release_after(
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def earliest_due(session: Session, direction: str, unfinished: tuple[str, ...]) -> datetime | None:
-    """When the next back-off or lease of ``direction`` ends (None: nothing is waiting)."""
-    return session.scalar(
-        select(func.min(Message.next_attempt_at)).where(
-            Message.direction == direction,
-            Message.status.in_(unfinished),
-            Message.next_attempt_at.is_not(None),
-        )
+def earliest_due(
+    session: Session,
+    direction: str,
+    unfinished: tuple[str, ...],
+    *,
+    skip_channels: tuple[str, ...] = (),
+) -> datetime | None:
+    """When the next back-off or lease of ``direction`` ends (None: nothing is waiting),
+    leaving out the rows on ``skip_channels`` (halted ones)."""
+    query = select(func.min(Message.next_attempt_at)).where(
+        Message.direction == direction,
+        Message.status.in_(unfinished),
+        Message.next_attempt_at.is_not(None),
     )
+    if skip_channels:
+        query = query.where(Message.channel.not_in(skip_channels))
+    return session.scalar(query)
 
 
 def recover_single_process(session: Session) -> int:

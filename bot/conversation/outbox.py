@@ -44,6 +44,7 @@ from bot.conversation.claims import (
     release_after,
     scheduling_now,
 )
+from bot.conversation.halts import ChannelHalts
 from bot.conversation.inbox import apply_early_statuses
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.tuning import Tuning
@@ -198,25 +199,12 @@ class Outbox:
         self._tuning = tuning
         self._observer = observer or NullObserver()
         self.wake = wake
-        self.halted_until: datetime | None = None
-        self.halt_reason: str | None = None
+        self.halts = ChannelHalts(adapters, self._observer)  # per channel, never global
         self._next_sweep = 0.0
 
     # -- claiming (runs in a worker thread) ---------------------------------------------
-    def _halted(self) -> bool:
-        if self.halted_until is None:
-            return False
-        if scheduling_now() >= self.halted_until:
-            self.halted_until = None
-            for channel in self._adapters:
-                self._observer.halted(channel, False)
-            log.warning("outbox.resumed", reason=self.halt_reason)
-            return False
-        return True
-
     def claim(self, limit: int) -> list[Claim]:
-        if self._halted():
-            return []
+        halted = self.halts.active()
         try:
             self.sweep_early_statuses()
         except SQLAlchemyError:
@@ -229,13 +217,17 @@ class Outbox:
                 claimed_status=OutboundStatus.SENDING,
                 lease=timedelta(seconds=self._tuning.send_timeout * 2 + 30),
                 limit=limit,
+                skip_channels=tuple(halted),
             )
 
     def next_due(self) -> datetime | None:
-        if self.halted_until is not None:
-            return self.halted_until
+        halted = self.halts.active()
         with self._sessions() as session:
-            return earliest_due(session, Direction.OUT.value, OUTBOUND_UNFINISHED)
+            due = earliest_due(
+                session, Direction.OUT.value, OUTBOUND_UNFINISHED, skip_channels=tuple(halted)
+            )
+        ends = [*halted.values(), *([due] if due is not None else [])]
+        return min(ends, default=None)
 
     # -- window handling ------------------------------------------------------------------
     def hold_in_session(self, session: Session, message: Message) -> None:
@@ -402,6 +394,11 @@ class Outbox:
             log.error("outbox.no_adapter", channel=job.channel, message_id=claim.message_id)
             await asyncio.to_thread(self._fail_undeliverable, claim, "no_adapter")
             return
+        halted_until = self.halts.until(job.channel)
+        if halted_until is not None:  # claimed just before its channel halted: wait it out
+            wait = (halted_until - scheduling_now()).total_seconds()
+            await asyncio.to_thread(self._release, claim, max(wait, 0.0), "halted")
+            return
         if job.send_before is not None and self._clock.now_utc() >= job.send_before:
             # Late (an outage, a halt): a reminder that would arrive outside the contact
             # window is not sent at all; the next campaign run decides again.
@@ -465,16 +462,12 @@ class Outbox:
             log.info("outbox.window_closed", **context)
             await asyncio.to_thread(self._hold, claim)
             self._observer.outbound(job.channel, job.kind, OutboundStatus.HELD)
-        elif outcome == SendOutcome.HALT:
-            self.halted_until = scheduling_now() + timedelta(seconds=tuning.halt_seconds)
-            self.halt_reason = f"{job.channel} error {error.code}: {error.detail}"[:200]
-            self._observer.halted(job.channel, True)
+        elif outcome == SendOutcome.HALT:  # this channel only: the others keep sending
+            until = self.halts.halt(
+                job.channel, tuning.halt_seconds, f"error {error.code}: {error.detail}"
+            )
             log.error(
-                "outbox.halted",
-                alert=True,
-                until=self.halted_until.isoformat(),
-                detail=error.detail,
-                **context,
+                "outbox.halted", alert=True, until=until.isoformat(), detail=error.detail, **context
             )
             await asyncio.to_thread(self._release, claim, tuning.halt_seconds, error.code)
         elif outcome == SendOutcome.UNDELIVERABLE:  # never retried; maybe another channel

@@ -35,7 +35,7 @@ class Tuning:
     max_send_attempts: int = 12  # then the outbound message is marked failed
     max_processing_errors: int = 5  # unexpected errors (bugs) before an inbound is failed
     pace_seconds: float = 6.0  # first pause after a "too many messages to this person"
-    halt_seconds: float = 3600.0  # pause of all sending after an account-level block
+    halt_seconds: float = 3600.0  # pause of one channel's sending after an account-level block
     max_body_bytes: int = 3 * 1024 * 1024
     # Per conversation, at most this many inbound messages within the window reach Rasa;
     # the rest of a flood is stored, not answered, and the person is told once.

@@ -6,7 +6,10 @@ Mexican mobile numbers arrive as ``+52 1 55…`` (WhatsApp's ``521…`` form) or
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
+from phonenumbers import timezone as phone_zones
 
 from bot.domain.errors import InvalidPhone
 
@@ -33,6 +36,17 @@ def normalize_phone(raw: str, default_region: str = "MX") -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(f"'{raw}' is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=4096)
+def time_zones_of_number(e164: str) -> tuple[str, ...]:
+    """The IANA zones the number's prefix is used in (empty when unknown or not a number)."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    names = phone_zones.time_zones_for_number(number)
+    return tuple(name for name in names if name != phone_zones.UNKNOWN_TIMEZONE)
 
 
 def is_mexican(e164: str) -> bool:

@@ -56,6 +56,10 @@ def import_portfolio_command(
     Dates are YYYY-MM-DD; amounts are pesos (1234.50 or $1,234.50); phones are
     Mexican (+52 1 55..., +52 55... and 55... are the same line).
 
+    Without a timezone the debtor's zone comes from the phone (+52 664 is Tijuana).
+    A row whose phone belongs to a debtor with another name or birth date is
+    rejected and that debtor is left as it was.
+
     Every rejected row is listed with its line, column and reason; the valid
     rows are still loaded. Exit code 1 when any row was rejected, 2 when the
     file cannot be used.

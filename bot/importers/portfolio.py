@@ -24,6 +24,7 @@ from bot.domain.audit import record_audit
 from bot.domain.debtors import AccountData
 from bot.domain.errors import InvalidPhone
 from bot.domain.phones import is_mexican, normalize_phone
+from bot.importers.conflicts import phone_conflict, phone_owners
 from bot.importers.csv_rows import (
     CellError,
     CsvRow,
@@ -171,20 +172,29 @@ def import_portfolio(
 ) -> ImportReport:
     """Validate every row of ``table`` and upsert the valid ones; one transaction per chunk.
 
-    A repeated ``account_id`` is rejected on its later lines. Importing the same
-    file again updates the same accounts and creates nothing.
+    A repeated ``account_id`` is rejected on its later lines, and so is a row whose phone
+    belongs to a debtor with another name or birth date (``bot/importers/conflicts.py``).
+    Importing the same file again updates the same accounts and creates nothing.
     """
     report = ImportReport(kind="portfolio")
     today = clock.today()
     first_seen: dict[str, int] = {}
-    chunk: list[AccountData] = []
+    chunk: list[tuple[int, AccountData]] = []
     pending = 0
 
     def write_chunk() -> None:
         nonlocal chunk, pending
         if chunk:
             with sessions() as session, session.begin():
-                for created in upsert_accounts(session, clock, chunk):
+                owners = phone_owners(session, (data.phone for _, data in chunk))
+                accepted = []
+                for line, data in chunk:
+                    conflict = phone_conflict(owners, line, data)
+                    if conflict is None:
+                        accepted.append(data)
+                    else:
+                        report.reject([conflict])
+                for created in upsert_accounts(session, clock, accepted):
                     if created:
                         report.created += 1
                     else:
@@ -208,7 +218,7 @@ def import_portfolio(
         if errors or data is None:
             report.reject(errors)
         else:
-            chunk.append(data)
+            chunk.append((row.line, data))
         if len(chunk) >= chunk_size or pending >= 4 * chunk_size:
             write_chunk()
     write_chunk()

@@ -43,10 +43,13 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         "status": "ready" if all(checks.values()) else "not ready",
         "checks": checks,
     }
-    if runtime.outbox.halted_until is not None:
-        # When, not why: the channel's error text stays in the log (``outbox.halted``) and the
-        # metrics, not on an endpoint that strangers can read.
-        body["sending_halted_until"] = runtime.outbox.halted_until.isoformat()
+    halted = runtime.outbox.halts.active()
+    if halted:
+        # Which channel and when, not why: the channel's error text stays in the log
+        # (``outbox.halted``), not on an endpoint that strangers can read.
+        body["sending_halted_until"] = {
+            channel: until.isoformat() for channel, until in sorted(halted.items())
+        }
     return JSONResponse(body, status_code=200 if all(checks.values()) else 503)
 
 
