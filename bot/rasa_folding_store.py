@@ -19,8 +19,12 @@ writes for a new session that carries slots over (``action_session_start``,
   shorter than that, well inside the turns kept, so they predict as before;
 * the actions read slots and, of the events, only the latest turns (``last_bot_response``,
   ``consecutive_fallbacks`` in actions/), also inside the turns kept;
-* the fold is made only at a point of rest: before a debtor message, with no form running,
-  no follow-up action pending and the conversation not paused for an agent;
+* the fold is made only at a point of rest: before a debtor message, with no follow-up
+  action pending and the conversation not paused for an agent. A form may be running (a
+  debtor who keeps ignoring the identity question must not grow the tracker without end):
+  the session start then re-activates it (``active_loop``) after the slots, which carry
+  ``requested_slot``; a form that was interrupted or rejected at that point is no point of
+  rest, since no event restores those marks;
 * what the ledger keeps (verification, lockouts, offers, promises) was never in the tracker.
 
 Rasa loads the class from endpoints.yml (``tracker_store: type:
@@ -38,7 +42,14 @@ from typing import Any
 
 from rasa.core.tracker_store import InMemoryTrackerStore
 from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME
-from rasa.shared.core.events import ActionExecuted, Event, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActiveLoop,
+    Event,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot import rasa_speedups
@@ -73,25 +84,31 @@ def fold_limits(max_turns: int | None, keep_turns: int | None) -> tuple[int, int
 
 def _at_rest(tracker: DialogueStateTracker) -> bool:
     """Listening for the debtor, with nothing half-done that a session start would undo."""
+    loop = tracker.active_loop
     return (
         tracker.latest_action_name == ACTION_LISTEN_NAME
-        and tracker.active_loop_name is None
+        and (loop is None or not (loop.is_interrupted or loop.rejected))
         and tracker.followup_action in (None, ACTION_LISTEN_NAME)
         and not tracker.is_paused()
     )
 
 
-def _session_start(slots: Iterable[Any], timestamp: float) -> list[Event]:
-    """A new session carrying ``slots``' values, as Rasa's ``action_session_start`` writes it."""
+def _session_start(
+    slots: Iterable[Any], timestamp: float, active_loop: str | None = None
+) -> list[Event]:
+    """A new session carrying ``slots``' values, as Rasa's ``action_session_start`` writes it,
+    with the form that was running (if any) running again."""
     carried: list[Event] = [
         SlotSet(slot.name, slot.value, timestamp=timestamp)
         for slot in slots
         if slot.value != slot.initial_value
     ]
+    running: list[Event] = [ActiveLoop(active_loop, timestamp=timestamp)] if active_loop else []
     return [
         ActionExecuted(ACTION_SESSION_START_NAME, timestamp=timestamp),
         SessionStarted(timestamp=timestamp),
         *carried,
+        *running,
         ActionExecuted(ACTION_LISTEN_NAME, timestamp=timestamp),
     ]
 
@@ -115,7 +132,9 @@ def folded_events(
     cut = 0
     for index, event in enumerate(events):
         if index in candidates and _at_rest(replay):
-            fold, cut = _session_start(replay.slots.values(), events[index - 1].timestamp), index
+            at = events[index - 1].timestamp
+            fold = _session_start(replay.slots.values(), at, replay.active_loop_name)
+            cut = index
         replay.update(event)
     if fold is None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -244,3 +245,24 @@ def test_a_bare_amount_out_of_context_gets_a_question(rasa_stack: RasaStack) -> 
     rasa_stack.say(sender, "hola")
     body = text_of(rasa_stack.say(sender, "700"))
     assert "Qué te gustaría hacer" in body
+
+
+def test_a_sender_who_keeps_ignoring_the_identity_question_stays_cheap_and_can_still_verify(
+    rasa_stack: RasaStack,
+) -> None:
+    """Issue 14: a tracker stuck in the verification form used to grow by every turn (the
+    store folded only outside forms). It folds inside the form now, and the form goes on."""
+    sender = phone(20)
+    replies = ""
+    for _ in range(24):  # past the store's max_turns (16): at least one fold inside the form
+        replies += text_of(rasa_stack.say(sender, "cuanto debo"))
+    assert "$" not in replies and replies.count("fecha de nacimiento") >= 24
+    tracker = httpx.get(
+        f"{rasa_stack.rasa_url}/conversations/{sender}/tracker",
+        params={"token": rasa_stack.token, "include_events": "ALL"},
+        timeout=30,
+    ).json()
+    said = [e["text"] for e in tracker["events"] if e["event"] == "user"]
+    assert 8 <= len(said) <= 17  # folded: the latest turns only, not all 24
+    answer = text_of(rasa_stack.say(sender, "15/03/1985"))
+    assert "$12,000.00" in answer  # the remembered request is answered after the fold

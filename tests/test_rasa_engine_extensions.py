@@ -26,7 +26,7 @@ import jsonschema
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (
-    ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered,
+    ActionExecuted, ActiveLoop, BotUttered, SessionStarted, SlotSet, UserUttered,
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
@@ -98,9 +98,48 @@ async def converse(store):
         "latest": tracker.latest_message.text,
     }
 
+async def stuck_in_a_form(store):
+    # A sender who keeps writing "cuanto debo" instead of answering the identity question:
+    # the form never ends, so there is never a point of rest outside it.
+    sizes = []
+    for n in range(1, turns + 1):
+        tracker = await store.retrieve("stuck")
+        if tracker is None:
+            tracker = DialogueStateTracker("stuck", domain.slots)
+            for event in [ActionExecuted("action_session_start"), SessionStarted(),
+                          ActionExecuted("action_listen")]:
+                tracker.update(event)
+        tracker.update(UserUttered(f"cuanto debo {n}", {"name": "ask_balance", "confidence": 1.0}))
+        if n == 1:
+            tracker.update(ActionExecuted("action_remember_request"))
+            tracker.update(SlotSet("pending_request", "ask_balance"))
+        tracker.update(ActionExecuted("verification_form"))
+        if n == 1:
+            tracker.update(ActiveLoop("verification_form"))
+        for event in [SlotSet("requested_slot", "identity_answer"),
+                      BotUttered("Para proteger tu informacion..."),
+                      ActionExecuted("action_listen")]:
+            tracker.update(event)
+        await store.save(tracker)
+        sizes.append(len(tracker.events))
+    tracker = await store.retrieve("stuck")
+    return {
+        "sizes": sizes,
+        "active_loop": tracker.active_loop_name,
+        "requested_slot": tracker.get_slot("requested_slot"),
+        "pending_request": tracker.get_slot("pending_request"),
+        # (latest_message is the form's trigger after a replay: Rasa folds a form's happy
+        # path into its first execution; the events themselves are all there)
+        "texts": [e.text for e in tracker.events if isinstance(e, UserUttered)],
+    }
+
 async def main():
     memory = FoldingInMemoryTrackerStore(domain)
     out["memory"] = await converse(memory)
+    out["form_memory"] = await stuck_in_a_form(memory)
+    out["form_sql"] = await stuck_in_a_form(
+        PatientSQLTrackerStore(domain, dialect="sqlite", db=db_path + ".form")
+    )
     sql = PatientSQLTrackerStore(domain, dialect="sqlite", db=db_path)
     out["sql"] = await converse(sql)
     full = await sql.retrieve_full_tracker("debtor-1")
@@ -152,3 +191,18 @@ def test_a_long_session_is_read_back_short_with_its_slots(
 
 def test_the_sql_log_still_holds_every_message(results: dict[str, Any]) -> None:
     assert results["sql_log_texts"] == [f"mensaje {n}" for n in range(1, TURNS + 1)]
+
+
+@pytest.mark.parametrize("store", ["form_memory", "form_sql"])
+def test_a_session_stuck_in_a_form_folds_and_the_form_keeps_running(
+    results: dict[str, Any], store: str
+) -> None:
+    """Issue 14: a tracker that never left the verification form grew by every turn."""
+    run = results[store]
+    # 5 events a turn: unfolded, turn 40 would read back over 200 events.
+    assert max(run["sizes"][20:]) < 5 * 17 + 10
+    assert run["active_loop"] == "verification_form"
+    assert run["requested_slot"] == "identity_answer"
+    assert run["pending_request"] == "ask_balance"  # set on turn 1, folded away long ago
+    kept = [int(text.split()[-1]) for text in run["texts"]]
+    assert kept == list(range(kept[0], TURNS + 1)) and len(kept) >= 8  # the latest turns, in order
