@@ -44,6 +44,8 @@ POST_ROUTES = {
     "/console/chats/{conversation_id}/settlement": MAX_BODY_BYTES,
     "/console/chats/{conversation_id}/promise": MAX_BODY_BYTES,
     "/console/chats/{conversation_id}/verify": MAX_BODY_BYTES,
+    "/console/chats/{conversation_id}/end-verification": MAX_BODY_BYTES,
+    "/console/chats/{conversation_id}/opt-out": MAX_BODY_BYTES,
     "/console/chats/{conversation_id}/note": MAX_BODY_BYTES,
     "/sandbox/graph/{phone_number_id}/messages": MAX_BODY_BYTES,
     "/sandbox/rbm/v1/phones/{phone}/{resource}": MAX_BODY_BYTES,
