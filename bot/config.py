@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         items = [item.strip() for item in value.split(",") if item.strip()]
         for item in items:
             try:
-                ipaddress.ip_network(item, strict=False)
+                ipaddress.ip_network(item)  # strict like uvicorn: 10.0.0.0/8, not 10.0.0.5/8
             except ValueError as exc:
                 raise ValueError(f"'{item}' is not an IP address or network") from exc
         return ",".join(items)

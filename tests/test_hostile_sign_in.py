@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.console.auth import SESSION_COOKIE
 from bot.console_users import create_console_user
 from bot.db.engine import session_factory
+from bot.db.migrate import upgrade
 from bot.db.models import AuditEntry, ConsoleUser
 from tests.graph_stub import wait_until
 from tests.test_console_access import PASSWORD, client_for, login
@@ -168,6 +169,33 @@ def test_a_new_password_or_deactivation_ends_every_session(
     assert mateo.get("/console/api/queue").status_code == 401
     assert try_password(client_for(gateway), "mateo", PASSWORD).status_code == 401
     assert {"console_password_changed", "console_user_deactivated"} <= actions
+
+
+def test_sessions_are_revoked_on_postgresql_too(
+    postgres_url: str,
+    start_gateway: Callable[..., TestClient],
+    gateway_settings: Settings,
+    clock: Clock,
+) -> None:
+    from bot.console_users import set_password
+
+    upgrade(postgres_url)
+    with session_factory(postgres_url)() as s:
+        create_console_user(s, clock, "lucia", PASSWORD, "agent")
+        s.commit()
+    client = start_gateway(gateway_settings.model_copy(update={"database_url": postgres_url}))
+    csrf = login(client, "lucia")
+    thief = client_for(client)
+    thief.cookies.set(SESSION_COOKIE, client.cookies[SESSION_COOKIE])
+
+    client.post("/console/logout", data={"csrf_token": csrf})
+
+    assert thief.get("/console/api/queue").status_code == 401
+    login(client, "lucia")
+    with session_factory(postgres_url)() as s:
+        set_password(s, clock, "lucia", "otra-clave-segura-456")
+        s.commit()
+    assert client.get("/console/api/queue").status_code == 401
 
 
 # -- (b) a stranger cannot lock an agent out ------------------------------------------------

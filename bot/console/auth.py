@@ -5,9 +5,9 @@ The session cookie carries a random session secret and a random CSRF token, sign
 it is HttpOnly, SameSite=Lax and Secure when ``ACUERDO_PUBLIC_URL`` is https. Every request
 looks the session up in the ledger (``bot/console_sessions.py``) with its user, so signing
 out, a new password or a deactivated user end it at once, whoever holds a copy of the
-cookie. Sign-in throttles and the cap on hashing are in ``signin_guard``. Every POST carries the
-session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``). The login form
-has its own token in a short-lived cookie (no login CSRF).
+cookie. Every POST carries the session's CSRF token (form field ``csrf_token`` or header
+``X-CSRF-Token``). The login form has its own token in a short-lived cookie (no login
+CSRF). Sign-in throttles and the cap on hashing are in ``signin_guard``.
 
 Other web pages that need a signed-in person (the dashboard) use :data:`CurrentUser` /
 :data:`CheckedUser` and :func:`require_supervisor` from here.
