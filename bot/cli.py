@@ -80,6 +80,43 @@ def agents_add(
     typer.echo(f"Created {role} '{username}'.")
 
 
+@agents_app.command("password")
+def agents_password(username: str) -> None:
+    """Give a console user a new password (read like ``add``); their sessions all end."""
+    from bot.console_users import ConsoleUserError, set_password
+    from bot.db.engine import session_scope
+
+    settings = settings_or_exit()
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if not sys.stdin.isatty()
+        else typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    )
+    try:
+        with session_scope(settings.database_url) as session:
+            set_password(session, settings.clock(), username, password)
+    except ConsoleUserError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    typer.echo(f"New password for '{username}'; every session of theirs has ended.")
+
+
+@agents_app.command("deactivate")
+def agents_deactivate(username: str) -> None:
+    """Take a console user out: no more sign-ins, every session ends now."""
+    from bot.console_users import ConsoleUserError, deactivate_console_user
+    from bot.db.engine import session_scope
+
+    settings = settings_or_exit()
+    try:
+        with session_scope(settings.database_url) as session:
+            deactivate_console_user(session, settings.clock(), username)
+    except ConsoleUserError as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+    typer.echo(f"Deactivated '{username}'.")
+
+
 # Modules that add their own commands with ``register(app)``.
 COMMAND_MODULES = (
     "bot.importers.commands",

@@ -5,6 +5,7 @@ A missing or malformed setting stops start-up with one line naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -71,6 +72,21 @@ class Settings(BaseSettings):
     # The sandbox page and its built-in credentials: only when asked for (``acuerdo demo``),
     # never inferred from other settings (CONTRACT section 2).
     sandbox: bool = Field(False, alias="ACUERDO_SANDBOX")
+    # The proxies whose X-Forwarded-For names the client (IPs or CIDRs, comma-separated);
+    # unset, the connecting address is the client and the header is ignored.
+    trusted_proxies: str | None = Field(None, alias="ACUERDO_TRUSTED_PROXIES")
+    # Console sign-in (docs/console.md, "Signing in"): failures counted over a window, per
+    # address, per user name from one address, per user name from anywhere (that one only
+    # paces attempts, it never locks the name out); how many names and addresses are
+    # remembered; how many password hashes run at once and how many may wait for one.
+    signin_window_seconds: int = Field(900, alias="ACUERDO_SIGNIN_WINDOW_SECONDS", ge=1)
+    signin_address_failures: int = Field(20, alias="ACUERDO_SIGNIN_ADDRESS_FAILURES", ge=1)
+    signin_user_address_failures: int = Field(5, alias="ACUERDO_SIGNIN_USER_ADDRESS_FAILURES", ge=1)
+    signin_user_failures: int = Field(50, alias="ACUERDO_SIGNIN_USER_FAILURES", ge=1)
+    signin_user_pace_seconds: float = Field(5.0, alias="ACUERDO_SIGNIN_USER_PACE_SECONDS", ge=0)
+    signin_tracked_keys: int = Field(10_000, alias="ACUERDO_SIGNIN_TRACKED_KEYS", ge=1)
+    signin_concurrent_hashes: int = Field(2, alias="ACUERDO_SIGNIN_CONCURRENT_HASHES", ge=1)
+    signin_waiting_hashes: int = Field(8, alias="ACUERDO_SIGNIN_WAITING_HASHES", ge=0)
 
     @field_validator("timezone")
     @classmethod
@@ -114,6 +130,23 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"'{url}' is not an http:// or https:// URL")
         return ",".join(urls)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item)  # strict like uvicorn: 10.0.0.0/8, not 10.0.0.5/8
+            except ValueError as exc:
+                raise ValueError(f"'{item}' is not an IP address or network") from exc
+        return ",".join(items)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
 
     @field_validator("internal_token")
     @classmethod

@@ -133,7 +133,7 @@ def test_the_wrong_password_is_refused(gateway: TestClient, people: dict[str, st
     assert gateway.get("/console/api/queue").status_code == 401
 
 
-def test_repeated_wrong_passwords_lock_the_name_for_a_while(
+def test_repeated_wrong_passwords_lock_the_name_from_that_address_for_a_while(
     gateway: TestClient, people: dict[str, str]
 ) -> None:
     form = gateway.get("/console/login")
@@ -153,6 +153,11 @@ def test_repeated_wrong_passwords_lock_the_name_for_a_while(
         follow_redirects=False,
     )
     assert good.status_code == 429  # even the right password waits
+    assert 0 < int(good.headers["Retry-After"]) <= 15 * 60
+    assert "Demasiados intentos con este usuario" in good.text
+    # Elsewhere (tests/test_hostile_sign_in.py) the same person still signs in.
+    elsewhere = TestClient(gateway.app, client=("203.0.113.20", 50000))
+    assert login(elsewhere, "mateo")
 
 
 def test_the_session_cookie_is_http_only_and_same_site(

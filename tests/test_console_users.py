@@ -111,3 +111,67 @@ def test_a_deactivated_user_cannot_log_in(session: Session, clock: Clock) -> Non
     session.commit()
 
     assert authenticate(session, "lucia", PASSWORD) is None
+
+
+def test_a_new_password_replaces_the_old_and_ends_every_session(
+    session: Session, clock: Clock
+) -> None:
+    from bot.clock import wall_clock_utc
+    from bot.console_sessions import open_session, session_user
+    from bot.console_users import set_password
+
+    user = create_console_user(session, clock, "lucia", PASSWORD, "agent")
+    secrets = [open_session(session, user, wall_clock_utc()) for _ in range(2)]
+
+    set_password(session, clock, "lucia", "otra-clave-larga")
+
+    assert authenticate(session, "lucia", PASSWORD) is None
+    assert authenticate(session, "lucia", "otra-clave-larga") is not None
+    assert [session_user(session, s, wall_clock_utc()) for s in secrets] == [None, None]
+    entry = session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "console_password_changed")
+    ).one()
+    assert entry.details == {"username": "lucia", "sessions_ended": 2}
+    with pytest.raises(ConsoleUserError, match="at least 8"):
+        set_password(session, clock, "lucia", "corta")
+    with pytest.raises(ConsoleUserError, match="No user"):
+        set_password(session, clock, "nadie", "otra-clave-larga")
+
+
+def test_a_deactivated_user_cannot_sign_in(session: Session, clock: Clock) -> None:
+    from bot.console_users import deactivate_console_user
+
+    create_console_user(session, clock, "mateo", PASSWORD, "agent")
+
+    deactivate_console_user(session, clock, "mateo")
+
+    assert authenticate(session, "mateo", PASSWORD) is None
+
+
+def test_the_agents_commands_change_a_password_and_deactivate(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+    from bot.config import get_settings
+    from bot.db.engine import session_factory
+
+    monkeypatch.setenv("ACUERDO_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    monkeypatch.setattr("bot.cli.get_settings", get_settings)
+    runner = CliRunner()
+    try:
+        assert runner.invoke(app, ["agents", "add", "ana"], input=PASSWORD + "\n").exit_code == 0
+        changed = runner.invoke(app, ["agents", "password", "ana"], input="nueva-clave-9\n")
+        assert changed.exit_code == 0, changed.output
+        gone = runner.invoke(app, ["agents", "deactivate", "ana"])
+        assert gone.exit_code == 0, gone.output
+        missing = runner.invoke(app, ["agents", "deactivate", "nadie"])
+        assert missing.exit_code == 1
+    finally:
+        get_settings.cache_clear()
+    with session_factory(db_url)() as s:
+        user = s.scalars(select(ConsoleUser).where(ConsoleUser.username == "ana")).one()
+        assert user.active is False
+        assert PasswordHasher().verify(user.password_hash, "nueva-clave-9")

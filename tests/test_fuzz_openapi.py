@@ -72,6 +72,7 @@ RUNS = 2  # seeded runs per operation
 BUDGET = 2_000
 PASSWORD = "fuzz-password-123"
 CALLERS = ["stranger", "agent", "supervisor"]
+SIGNED_IN = {"agent": "agente", "supervisor": "supervisora"}  # caller: console user
 # Routes whose every answer is documented in the schema (the gateway's own).
 DOCUMENTED = ("/webhooks/", "/pay/", "/healthz", "/readyz", "/metrics", "/sandbox")
 FUZZ = settings(
@@ -154,13 +155,17 @@ def _sign_in(api: Api, username: str) -> tuple[dict[str, str], str]:
 
 @contextlib.contextmanager
 def served_api(workdir: Path, *, sandbox: bool) -> Iterator[Api]:
+    # Every fuzzed sign-in comes from 127.0.0.1, and a fuzzed sign-out ends the caller's
+    # session on the server, so the harness signs in again after one: the throttles
+    # (tests/test_hostile_sign_in.py) must not turn its own sign-ins away.
+    roomy = {"signin_address_failures": 100_000, "signin_user_address_failures": 100_000}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(live, "STREAM_SECONDS", 0.0)  # live streams answer, then end at once
-        with live_gateway(workdir, sandbox=sandbox) as gateway:
+        with live_gateway(workdir, sandbox=sandbox, **roomy) as gateway:
             _seed_ledger(gateway)
             api = Api(gateway, schemathesis.openapi.from_dict(gateway.app.openapi()))
-            for caller, username in (("agent", "agente"), ("supervisor", "supervisora")):
-                api.cookies[caller], api.csrf[caller] = _sign_in(api, username)
+            for caller in SIGNED_IN:
+                api.cookies[caller], api.csrf[caller] = _sign_in(api, SIGNED_IN[caller])
             try:
                 yield api
             finally:
@@ -223,9 +228,13 @@ def send(api: Api, case: Any, caller: str) -> requests.Response:
         headers["X-CSRF-Token"] = api.csrf[caller]
         kwargs["cookies"] = {**api.cookies[caller], **(kwargs.get("cookies") or {})}
     try:
-        return api.http.request(headers=headers, timeout=30, allow_redirects=False, **kwargs)
+        response = api.http.request(headers=headers, timeout=30, allow_redirects=False, **kwargs)
     finally:
         api.http.cookies.clear()  # a sign-out answer must not sign the next case out
+    if caller in SIGNED_IN and case.operation.path == "/console/logout" and response.is_redirect:
+        # The session ended on the server: the next cases get a new one.
+        api.cookies[caller], api.csrf[caller] = _sign_in(api, SIGNED_IN[caller])
+    return response
 
 
 def checks_for(operation: Any) -> list[Callable[..., Any]]:

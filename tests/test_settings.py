@@ -50,6 +50,8 @@ def test_every_setting_has_its_documented_default(clean_env: Path) -> None:
     assert settings.sandbox is True  # clean_env asks for it
     assert Settings.model_fields["sandbox"].default is False  # never on unless asked for
     assert settings.rcs_enabled is False
+    assert settings.trusted_proxies is None  # X-Forwarded-For is nobody's to set
+    assert (settings.signin_concurrent_hashes, settings.signin_user_address_failures) == (2, 5)
 
 
 def test_the_default_clock_is_unpinned(clean_env: Path) -> None:
@@ -83,6 +85,16 @@ def test_the_environment_wins_over_the_dot_env_file(
     assert load_settings().port == 9200
 
 
+def test_trusted_proxies_take_addresses_and_networks(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACUERDO_TRUSTED_PROXIES", " 10.0.0.9, 172.16.0.0/12 ,")
+
+    settings = load_settings()
+
+    assert settings.trusted_proxy_list == ["10.0.0.9", "172.16.0.0/12"]
+
+
 def test_a_heroku_style_postgres_url_is_accepted_as_postgresql(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,6 +122,8 @@ def test_a_trailing_slash_on_the_public_url_is_dropped(
         ("ACUERDO_DATABASE_URL", "mysql://x"),
         ("ACUERDO_PUBLIC_URL", "pagos.example.mx"),
         ("PAYMENTS_PROVIDER", "paypal"),
+        ("ACUERDO_TRUSTED_PROXIES", "10.0.0.1,proxy.internal"),
+        ("ACUERDO_SIGNIN_CONCURRENT_HASHES", "0"),
     ],
 )
 def test_a_malformed_setting_raises_settings_error_naming_the_variable(

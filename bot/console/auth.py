@@ -1,11 +1,13 @@
 """Console sign-in: a signed session cookie, CSRF tokens and roles.
 
-The session cookie carries the user id and a random CSRF token, signed with
+The session cookie carries a random session secret and a random CSRF token, signed with
 ``ACUERDO_SECRET_KEY`` (itsdangerous, salt ``console-session``) and valid for 12 hours;
-it is HttpOnly, SameSite=Lax and Secure when ``ACUERDO_PUBLIC_URL`` is https. The user is
-re-read on every request, so a deactivated user is out at once. Every POST carries the
-session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``). The login form
-has its own token in a short-lived cookie (no login CSRF).
+it is HttpOnly, SameSite=Lax and Secure when ``ACUERDO_PUBLIC_URL`` is https. Every request
+looks the session up in the ledger (``bot/console_sessions.py``) with its user, so signing
+out, a new password or a deactivated user end it at once, whoever holds a copy of the
+cookie. Every POST carries the session's CSRF token (form field ``csrf_token`` or header
+``X-CSRF-Token``). The login form has its own token in a short-lived cookie (no login
+CSRF). Sign-in throttles and the cap on hashing are in ``signin_guard``.
 
 Other web pages that need a signed-in person (the dashboard) use :data:`CurrentUser` /
 :data:`CheckedUser` and :func:`require_supervisor` from here.
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
@@ -25,22 +25,19 @@ from fastapi import Depends, HTTPException, Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
+from bot.clock import wall_clock_utc
 from bot.config import Settings
-from bot.db.models import ConsoleUser
+from bot.console_sessions import SESSION_LIFETIME, session_user
 from bot.gateway.deps import RuntimeDep
 from bot.gateway.runtime import GatewayRuntime
 
 SESSION_COOKIE = "acuerdo_console"
 LOGIN_COOKIE = "acuerdo_console_login"
-SESSION_MAX_AGE = 12 * 3600
+SESSION_MAX_AGE = int(SESSION_LIFETIME.total_seconds())
 LOGIN_MAX_AGE = 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 LOGIN_PATH = "/console/login"
-
-# Sign-in attempts: this many failures per user name within the period lock it briefly.
-MAX_FAILURES = 5
-FAILURE_PERIOD_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,7 @@ class Agent:
     username: str
     role: str
     csrf: str
+    session_id: int
 
     @property
     def actor(self) -> str:
@@ -69,10 +67,10 @@ def _secure(settings: Settings) -> bool:
     return settings.public_url.startswith("https://")
 
 
-def start_session(response: Response, settings: Settings, user: ConsoleUser) -> None:
-    """Sign ``user`` in on ``response`` with a fresh CSRF token."""
+def start_session(response: Response, settings: Settings, secret: str) -> None:
+    """Put the session ``secret`` (``open_session``) on ``response`` with a fresh CSRF token."""
     token = _serializer(settings, "console-session").dumps(
-        {"u": user.id, "c": secrets.token_urlsafe(24)}
+        {"s": secret, "c": secrets.token_urlsafe(24)}
     )
     response.set_cookie(
         SESSION_COOKIE,
@@ -92,8 +90,8 @@ def end_session(response: Response, settings: Settings) -> None:
     )
 
 
-def read_session(request: Request, settings: Settings) -> tuple[int, str] | None:
-    """(user id, CSRF token) from a valid, unexpired session cookie."""
+def read_session(request: Request, settings: Settings) -> tuple[str, str] | None:
+    """(session secret, CSRF token) from a valid, unexpired session cookie."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
         return None
@@ -103,10 +101,10 @@ def read_session(request: Request, settings: Settings) -> tuple[int, str] | None
         return None
     if not isinstance(data, dict):
         return None
-    user_id, csrf = data.get("u"), data.get("c")
-    if not isinstance(user_id, int) or not isinstance(csrf, str) or not csrf:
+    secret, csrf = data.get("s"), data.get("c")
+    if not isinstance(secret, str) or not secret or not isinstance(csrf, str) or not csrf:
         return None
-    return user_id, csrf
+    return secret, csrf
 
 
 def login_token(request: Request, response: Response, settings: Settings) -> str:
@@ -144,56 +142,26 @@ def login_token_valid(request: Request, settings: Settings, given: str) -> bool:
     return isinstance(token, str) and hmac.compare_digest(token.encode(), given.encode())
 
 
-class LoginThrottle:
-    """Refuses sign-in for a user name after repeated failures (per process)."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def _recent(self, username: str) -> deque[float]:
-        failures = self._failures[username.lower()]
-        cutoff = time.monotonic() - FAILURE_PERIOD_SECONDS
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
-
-    def blocked(self, username: str) -> bool:
-        return len(self._recent(username)) >= MAX_FAILURES
-
-    def failed(self, username: str) -> None:
-        self._recent(username).append(time.monotonic())
-
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(username.lower(), None)
-
-
-def login_throttle(request: Request) -> LoginThrottle:
-    """The sign-in throttle of this application instance."""
-    state = request.app.state
-    throttle = getattr(state, "console_login_throttle", None)
-    if throttle is None:
-        throttle = state.console_login_throttle = LoginThrottle()
-    return throttle
-
-
 def _wants_html(request: Request) -> bool:
     return request.method == "GET" and "text/html" in request.headers.get("accept", "")
 
 
-def _load_user(runtime: GatewayRuntime, user_id: int) -> ConsoleUser | None:
+def _load_agent(runtime: GatewayRuntime, secret: str, csrf: str) -> Agent | None:
     with runtime.sessions() as session:
-        user = session.get(ConsoleUser, user_id)
-        if user is None or not user.active:
+        found = session_user(session, secret, wall_clock_utc())
+        if found is None:
             return None
-        session.expunge(user)
-        return user
+        session_id, user = found
+        return Agent(
+            id=user.id, username=user.username, role=user.role, csrf=csrf, session_id=session_id
+        )
 
 
 async def current_agent(request: Request, runtime: RuntimeDep) -> Agent:
     """The signed-in person; pages redirect to the login form, everything else gets 401."""
     found = read_session(request, runtime.settings)
-    user = await run_in_threadpool(_load_user, runtime, found[0]) if found else None
-    if found is None or user is None:
+    agent = await run_in_threadpool(_load_agent, runtime, *found) if found else None
+    if agent is None:
         if _wants_html(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise HTTPException(
@@ -201,7 +169,7 @@ async def current_agent(request: Request, runtime: RuntimeDep) -> Agent:
                 headers={"Location": f"{LOGIN_PATH}?next={quote(target, safe='')}"},
             )
         raise HTTPException(status_code=401, detail="sign in at /console/login first")
-    return Agent(id=user.id, username=user.username, role=user.role, csrf=found[1])
+    return agent
 
 
 CurrentUser = Annotated[Agent, Depends(current_agent)]

@@ -1,24 +1,25 @@
-"""``/console/login`` and ``/console/logout``: signing in with a password (argon2), a signed
-session cookie, a throttle on repeated failures; both audited."""
+"""``/console/login`` and ``/console/logout``: signing in with a password (argon2) behind the
+throttles and the hashing cap of ``signin_guard``, a session kept in the ledger and named by a
+signed cookie; signing out deletes it. Both audited."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from bot.clock import wall_clock_utc
 from bot.console.auth import (
     CheckedUser,
     end_session,
-    login_throttle,
     login_token,
     login_token_valid,
     start_session,
 )
 from bot.console.rendering import page
+from bot.console.signin_guard import BUSY_RETRY_SECONDS, Refusal, client_address, sign_in_guard
 from bot.console.texts import console_texts
+from bot.console_sessions import close_session, open_session
 from bot.console_users import authenticate
 from bot.domain.audit import record_audit
 from bot.gateway.deps import RuntimeDep
@@ -45,6 +46,7 @@ def _page_with_login_token(
     error: str | None,
     status: int = 200,
     username: str = "",
+    retry_after: int | None = None,
 ) -> Response:
     """The login form with its CSRF token (set in a cookie on the same response)."""
     holder = Response()
@@ -58,10 +60,13 @@ def _page_with_login_token(
     for key, value in holder.headers.items():
         if key.lower() == "set-cookie":
             response.headers.append("set-cookie", value)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
-def _sign_in(runtime: GatewayRuntime, username: str, password: str) -> Any:
+def _sign_in(runtime: GatewayRuntime, username: str, password: str) -> str | None:
+    """The new session's secret when the password is right (audited either way)."""
     with runtime.sessions() as session:
         user = authenticate(session, username, password)
         record_audit(
@@ -71,10 +76,18 @@ def _sign_in(runtime: GatewayRuntime, username: str, password: str) -> Any:
             action="console_login" if user else "console_login_failed",
             username=username[:64],
         )
+        secret = open_session(session, user, wall_clock_utc()) if user is not None else None
         session.commit()
-        if user is not None:
-            session.expunge(user)
-        return user
+        return secret
+
+
+def _refused(
+    request: Request, runtime: GatewayRuntime, target: str, username: str, refusal: Refusal
+) -> Response:
+    message = console_texts().label("login", f"throttled_{refusal.reason}")
+    return _page_with_login_token(
+        request, runtime, target, message, 429, username, retry_after=refusal.retry_after
+    )
 
 
 @router.post("/login")
@@ -88,22 +101,27 @@ async def login(
 ) -> Response:
     texts = console_texts()
     target = _safe_next(next)
-    throttle = login_throttle(request)
     if not login_token_valid(request, runtime.settings, csrf_token):
         return _page_with_login_token(request, runtime, target, texts.error("csrf"), 403)
-    if throttle.blocked(username):
-        return _page_with_login_token(
-            request, runtime, target, texts.label("login", "throttled"), 429, username
-        )
-    user = await run_in_threadpool(_sign_in, runtime, username, password)
-    if user is None:
-        throttle.failed(username)
+    guard = sign_in_guard(request, runtime.settings)
+    address = client_address(request)
+    refusal = guard.throttle.refusal(address, username)
+    if refusal is not None:  # no hash at all
+        return _refused(request, runtime, target, username, refusal)
+    charge = guard.throttle.charge(address, username)
+    async with guard.hashes.slot() as granted:
+        if not granted:
+            guard.throttle.uncharge(charge)  # turned away unchecked: not a failure
+            busy = Refusal("busy", BUSY_RETRY_SECONDS)
+            return _refused(request, runtime, target, username, busy)
+        secret = await run_in_threadpool(_sign_in, runtime, username, password)
+    if secret is None:
         return _page_with_login_token(
             request, runtime, target, texts.label("login", "wrong"), 401, username
         )
-    throttle.succeeded(username)
+    guard.throttle.succeeded(charge)
     response = RedirectResponse(target, status_code=303)
-    start_session(response, runtime.settings, user)
+    start_session(response, runtime.settings, secret)
     return response
 
 
@@ -111,6 +129,7 @@ async def login(
 async def logout(agent: CheckedUser, runtime: RuntimeDep) -> Response:
     def _audit() -> None:
         with runtime.sessions() as session:
+            close_session(session, agent.session_id)
             record_audit(session, runtime.clock, actor=agent.actor, action="console_logout")
             session.commit()
 

@@ -357,6 +357,19 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime]
 
 
+class ConsoleSession(Base):
+    """A signed-in browser: the session cookie names it; signing out deletes it, and so do a
+    new password and deactivation (every session of the user)."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the secret
+    user_id: Mapped[int] = mapped_column(ForeignKey("console_users.id"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ConversationNote(Base):
     """An agent's internal note on a conversation: never sent to the debtor."""
 

@@ -10,9 +10,11 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bot import console
 from bot.config import Settings, SettingsError, load_settings
+from bot.console.signin_guard import SignInGuard
 from bot.conversation.tuning import Tuning
 from bot.dashboard import routes as dashboard_routes
 from bot.gateway.intake import MAX_BODY_BYTES, BodyLimitMiddleware, body_limits
@@ -61,7 +63,12 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, limits=body_limits(runtime.tuning), default=MAX_BODY_BYTES
     )
+    if settings.trusted_proxy_list:
+        # Only these peers may name the client in X-Forwarded-For (uvicorn itself is started
+        # with --no-proxy-headers, so nobody else can).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.state.runtime = runtime
+    app.state.console_sign_in = SignInGuard(settings)
     app.state.campaign_scheduler = scheduler
     app.include_router(whatsapp.router)
     app.include_router(rcs.router)

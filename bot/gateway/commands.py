@@ -80,6 +80,7 @@ def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[
             "--port",
             str(settings.port),
             "--no-access-log",
+            "--no-proxy-headers",  # the app trusts X-Forwarded-For from ACUERDO_TRUSTED_PROXIES
         ],  # fmt: skip
         env=app_env,
         ready_url=f"http://127.0.0.1:{settings.port}/healthz",
