@@ -1,21 +1,26 @@
 """Company-started messages: the debtor's preferred channel first, the next one when undeliverable.
 
-:func:`send_company_message` queues a template (a reminder) on the first usable channel of
-the chain — the preferred contact point's channel, then ``policy.contact.channel_fallback`` —
-and records the rest of the chain on the outbox row. When the channel later says the message
+:func:`bot.channels.company_send.send_company_message` queues a template (a reminder) on
+the first usable channel of the chain — the preferred contact point's channel, then
+``policy.contact.channel_fallback`` — through the compliance door
+(:func:`bot.compliance.outreach.queue_company_message`), and records the rest of the chain
+on the outbox row. When the channel later says the message
 cannot be delivered (WhatsApp 131026, RBM 404 or TTL expiry, no adapter for the channel),
 :meth:`ChannelFallback.on_undeliverable` marks the contact point unreachable and queues the
 same message on the next usable channel, in the same transaction. Every hop is audited.
+A hop is the one other place that queues a company-started row: the door judged and
+counted the message already; the hop skips numbers opted out there and wrong numbers,
+keeps the send-before and waits for the contact window to open.
 
 Adding a channel: its adapter module, plus its renderer in :data:`RENDERERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from sqlalchemy import select
@@ -24,13 +29,13 @@ from sqlalchemy.orm import Session
 from bot.channels.base import OutboundMessage, RenderedMessage, TemplateMessage
 from bot.channels.company_template import (
     company_info,
-    company_template,
     template_from,
 )
 from bot.channels.rcs_render import render_rcs
 from bot.channels.sms import render_sms
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.clock import Clock
+from bot.compliance.gate import Verdict
 from bot.compliance.profiles import ComplianceConfigError, contact_rules
 from bot.compliance.window import debtor_zone, next_opening
 from bot.config import Settings
@@ -41,6 +46,25 @@ from bot.domain.audit import record_audit
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
 from bot.policy import Policy
+
+
+class Door(Protocol):
+    """How the first send of a chain is queued (:mod:`bot.channels.company_send`)."""
+
+    def queue(
+        self,
+        session: Session,
+        clock: Clock,
+        channel: str,
+        address: str,
+        template: TemplateMessage,
+        company: dict[str, Any],
+        author: str,
+    ) -> Queued: ...
+
+
+if TYPE_CHECKING:
+    from bot.compliance.outreach import Queued
 
 log = structlog.get_logger("acuerdo.fallback")
 
@@ -56,7 +80,7 @@ _ROW_OWN_KEYS = frozenset({"body", "idempotency_key", "options", "company", "ree
 
 @dataclass
 class CompanySend:
-    """What :func:`send_company_message` did."""
+    """What :func:`bot.channels.company_send.send_company_message` did."""
 
     message: Message | None  # the queued outbox row (its first part), or None
     channel: str | None
@@ -201,6 +225,7 @@ def _queue_on_chain(
     hop: int,
     author: str,
     carried: Mapping[str, Any] | None = None,
+    door: Door | None = None,
 ) -> CompanySend:
     result = CompanySend(message=None, channel=None)
     for position, channel in enumerate(chain):
@@ -209,16 +234,23 @@ def _queue_on_chain(
             result.skipped.append((channel, reason))
             continue
         company = {**info, "chain": chain[position + 1 :], "hop": hop}
-        row = _queue(
-            session,
-            clock,
-            channel=channel,
-            address=address,
-            template=template,
-            company=company,
-            author=author,
-            carried=carried or {},
-        )
+        if door is not None:  # the first send: through the compliance door
+            queued = door.queue(session, clock, channel, address, template, company, author)
+            if queued.decision.verdict == Verdict.SUPPRESS:
+                result.skipped.append((channel, queued.decision.reason or "suppressed"))
+                return result  # the gate refused the person, not the channel
+            row = queued.messages[0] if queued.messages else None
+        else:  # a hop: the door judged and counted this message already
+            row = _queue(
+                session,
+                clock,
+                channel=channel,
+                address=address,
+                template=template,
+                company=company,
+                author=author,
+                carried=carried or {},
+            )
         if row is None:
             result.skipped.append((channel, "nothing_to_send"))
             continue
@@ -237,68 +269,6 @@ def _queue_on_chain(
             skipped=[list(item) for item in result.skipped],
         )
         return result
-    return result
-
-
-def send_company_message(
-    session: Session,
-    clock: Clock,
-    policy: Policy,
-    debtor: Debtor,
-    template_name: str,
-    variables: Sequence[str],
-    *,
-    account_id: int | None = None,
-    button_payloads: Sequence[str] | None = None,
-    channels: Collection[str] | None = None,
-    author: str = "system",
-) -> CompanySend:
-    """Queue a company-started template for ``debtor`` on the first usable channel.
-
-    The caller has passed the compliance gate, commits, and wakes the outbox. Channels the
-    person opted out of, or that said the number cannot receive, are skipped; a number
-    flagged as a wrong person gets nothing on any channel.
-    """
-    template = company_template(policy, template_name, variables, button_payloads)
-    contact = _preferred(session, debtor.id)
-    if contact is None:
-        record_audit(
-            session,
-            clock,
-            actor="system",
-            action="company_message_undeliverable",
-            account_id=account_id,
-            template=template_name,
-            reason="no_contact_point",
-        )
-        return CompanySend(message=None, channel=None, skipped=[("*", "no_contact_point")])
-    address = contact.address
-    if _wrong_number(session, address):
-        log.info("fallback.wrong_number", to=mask_phone(address))
-        return CompanySend(message=None, channel=None, skipped=[("*", "wrong_number")])
-    chain = fallback_chain(policy, contact.channel, channels)
-    info = company_info(template, debtor_id=debtor.id, account_id=account_id)
-    result = _queue_on_chain(
-        session,
-        clock,
-        address=address,
-        template=template,
-        chain=chain,
-        info=info,
-        hop=0,
-        author=author,
-    )
-    if result.message is None:
-        record_audit(
-            session,
-            clock,
-            actor="system",
-            action="company_message_undeliverable",
-            account_id=account_id,
-            template=template_name,
-            reason="no_usable_channel",
-            skipped=[list(item) for item in result.skipped],
-        )
     return result
 
 

@@ -75,6 +75,9 @@ class OutboundStatus:
     READ = "read"
     FAILED = "failed"
     HELD = "held"  # outside the service window: waits for the person to write again
+    # A company-started message the gate delayed (contact hours, holiday, weekly cap): not
+    # claimable; bot.compliance.outreach.release_scheduled asks the gate again when due.
+    SCHEDULED = "scheduled"
 
 
 INBOUND_UNFINISHED = (InboundStatus.PENDING, InboundStatus.PROCESSING)
