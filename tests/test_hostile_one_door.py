@@ -117,8 +117,6 @@ def thank(session: Session, clock: Clock, policy: Policy, account_id: int) -> in
 def test_a_payment_confirmed_at_3am_is_thanked_when_the_window_opens_not_at_3am(
     session: Session, policy: Policy, chat: Conversation
 ) -> None:
-    from bot.compliance.outreach import release_scheduled
-
     paid_at = at(SMALL_HOURS).now_utc()
     chat.last_inbound_at = chat.verified_at = paid_at - timedelta(minutes=1)  # paid in chat
     session.commit()
@@ -134,6 +132,8 @@ def test_a_payment_confirmed_at_3am_is_thanked_when_the_window_opens_not_at_3am(
     assert delay.details["reason"] == "outside_hours"
     assert delay.details["until"] == "2026-11-24T07:00:00-06:00"
     assert audit(session, "company_message") == []  # not sent (yet), not counted
+
+    from bot.compliance.outreach import release_scheduled
 
     assert release_scheduled(session, at("2026-11-24T06:59:00-06:00"), policy) == 0
     assert outbound(session)[0].status == "scheduled"
@@ -257,6 +257,28 @@ def test_the_reengagement_template_waits_for_the_contact_window(
     assert invitation.payload["not_before"] == "2026-11-24T07:00:00-06:00"
     (delay,) = audit(session, "delay")
     assert (delay.details["kind"], delay.details["reason"]) == ("reengagement", "outside_hours")
+
+
+def test_a_scheduled_invitation_is_dropped_when_the_person_wrote_back_before_morning(
+    session: Session,
+    policy: Policy,
+    chat: Conversation,
+    runtime_at: Callable[[str], GatewayRuntime],
+) -> None:
+    from bot.compliance.outreach import release_scheduled
+
+    runtime = runtime_at(NIGHT)
+    reply = held_reply(session, chat, runtime.clock)
+    runtime.outbox.hold_in_session(session, reply)
+    reply.status = "sent"  # the person wrote at 01:00: the held reply went out
+    session.commit()
+
+    release_scheduled(session, at("2026-11-24T07:00:00-06:00"), policy)
+    session.commit()
+
+    invitation = outbound(session)[-1]
+    assert (invitation.status, invitation.error_code) == ("failed", "nothing_held")
+    assert audit(session, "suppression")[-1].details["reason"] == "nothing_held"
 
 
 def test_the_reengagement_template_respects_an_opt_out_and_counts_against_the_cap(

@@ -253,10 +253,14 @@ def _rejudge(
         if known == payload.get("kind"):
             kind = known
     actor = str(payload.get("actor") or "system")
-    decision = decide(
-        session, clock, policy, account, contact, kind, actor=actor, message_id=row.id
-    )
     row.updated_at = clock.now_utc()
+    if payload.get("reengagement") and not _still_held(session, row.conversation_id):
+        decision = Decision.suppress("nothing_held")  # the person wrote back meanwhile
+        record_decision(session, clock, decision, account, contact, kind, message_id=row.id)
+    else:
+        decision = decide(
+            session, clock, policy, account, contact, kind, actor=actor, message_id=row.id
+        )
     if decision.verdict == Verdict.SUPPRESS:
         row.status = OutboundStatus.FAILED
         row.error_code = (decision.reason or "suppressed")[:32]
@@ -276,6 +280,18 @@ def _rejudge(
     record_company_message(
         session, clock, account, contact, kind, message_id=row.id, actor=actor, released=True
     )
+
+
+def _still_held(session: Session, conversation_id: int) -> bool:
+    """Whether a reply still waits for the person to come back (for an invitation)."""
+    held = session.scalars(
+        select(Message.id).where(
+            Message.conversation_id == conversation_id,
+            Message.direction == Direction.OUT.value,
+            Message.status == OutboundStatus.HELD,
+        )
+    ).first()
+    return held is not None
 
 
 def _count(
