@@ -548,3 +548,9 @@ def test_a_scheduled_row_is_not_claimable_and_wakes_the_outbox_when_due(
     assert runtime.outbox.claim(10) == []  # released only when the gate says so
     due = runtime.outbox.next_due()
     assert isinstance(due, datetime)  # the worker wakes up for it
+
+    morning = runtime_at("2026-11-24T07:00:00-06:00")
+    (claimed,) = morning.outbox.claim(10)  # the outbox asks the door, the gate says send
+    (row,) = outbound(session)
+    assert (row.id, row.status) == (claimed.message_id, "sending")
+    assert audit(session, "company_message")[0].details["kind"] == "payment_thanks"

@@ -184,14 +184,11 @@ def evaluate(
     account: Account | None,
     contact_point: ContactPoint | None,
     kind: Kind | None = None,
-    *,
-    capped: bool = True,
 ) -> Decision:
     """The decision, without recording it.
 
     ``account`` None is a number linked to no account (a stranger who wrote to us): only
-    what its contact point forbids and the hours apply. ``capped`` False skips the weekly
-    cap, for a message already counted (the same message again on another channel).
+    what its contact point forbids and the hours apply (there is no cap to count against).
     """
     if account is None:
         reason = contact_suppression_reason(contact_point) if contact_point else None
@@ -201,7 +198,7 @@ def evaluate(
         return Decision.suppress(reason)
     zone = debtor_zone(account.debtor if account else None, clock)
     local_now = clock.now().astimezone(zone)
-    release = cap_release(session, clock, rules, account.id) if account and capped else None
+    release = cap_release(session, clock, rules, account.id) if account else None
     if release is not None and release > local_now:
         opening = next_opening(release.astimezone(zone), rules)
         return Decision.delay_until(opening, "weekly_cap")
@@ -249,7 +246,6 @@ def decide(
     kind: Kind,
     *,
     audit: bool = True,
-    capped: bool = True,
     actor: str = "system",
     **details: Any,
 ) -> Decision:
@@ -265,7 +261,7 @@ def decide(
     if kind not in KINDS:
         raise ValueError(f"unknown kind of company-started message '{kind}'")
     rules = contact_rules(policy)
-    decision = evaluate(session, clock, rules, account, contact_point, kind, capped=capped)
+    decision = evaluate(session, clock, rules, account, contact_point, kind)
     if audit:
         record_decision(
             session, clock, decision, account, contact_point, kind, actor=actor, **details

@@ -154,7 +154,7 @@ class Outbox:
         self.wake = wake
         self.halted_until: datetime | None = None
         self.halt_reason: str | None = None
-        self._next_sweep = 0.0
+        self._next_sweep = self._next_release = 0.0
 
     # -- claiming (runs in a worker thread) ---------------------------------------------
     def _halted(self) -> bool:
@@ -175,9 +175,11 @@ class Outbox:
             self.sweep_early_statuses()
         except SQLAlchemyError:
             log.warning("outbox.early_status_sweep_failed", exc_info=True)
+        try:
+            self.release_due()
+        except SQLAlchemyError:
+            log.warning("outbox.release_due_failed", exc_info=True)
         with self._sessions() as session:
-            if self._release_due is not None and self._release_due(session):
-                session.commit()
             return claim_rows(
                 session,
                 direction=Direction.OUT.value,
@@ -280,6 +282,17 @@ class Outbox:
                 )
             session.commit()
             return result.rowcount == 1, receipts  # type: ignore[attr-defined]
+
+    def release_due(self) -> int:
+        """Hand the scheduled rows to the ``release_due`` hook; at most every few seconds."""
+        now = time.monotonic()
+        if self._release_due is None or now < self._next_release:
+            return 0
+        self._next_release = now + EARLY_STATUS_SWEEP_SECONDS
+        with self._sessions() as session:
+            released = self._release_due(session)
+            session.commit()
+        return released
 
     def sweep_early_statuses(self) -> int:
         """Apply parked receipts whose send got recorded by a race the fast path missed,
