@@ -183,6 +183,44 @@ def test_the_thank_you_to_a_number_that_said_stop_is_refused_and_audited(
     assert (refused.details["kind"], refused.details["reason"]) == ("payment_thanks", reason)
 
 
+def test_a_thank_you_on_a_channel_without_a_contact_point_is_judged_on_that_channel(
+    session: Session, clock: Clock, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    from bot.channels.rcs_render import render_rcs
+
+    class Rcs:
+        render = staticmethod(render_rcs)
+
+    account = make_account(phone=PHONE)  # a WhatsApp contact point only
+    rcs = get_or_create_conversation(session, clock, "rcs", PHONE)
+    rcs.last_inbound_at = clock.now_utc()
+    session.commit()
+    channels: dict[str, Any] = {**adapters(), "rcs": Rcs()}
+
+    def thank_on_rcs() -> int:
+        count = thank_for_payment(
+            session,
+            clock,
+            policy,
+            load_replies(),
+            channels,
+            account_id=account.id,
+            amount_cents=100_00,
+            reference="REF-RCS",
+        )
+        session.commit()
+        return count
+
+    assert thank_on_rcs() >= 1
+    assert {row.channel for row in outbound(session)} == {"rcs"}
+    opt_out(session, clock, "rcs", PHONE)  # the contact point the door recorded
+    session.commit()
+    before = len(outbound(session))
+    assert thank_on_rcs() == 0
+    assert len(outbound(session)) == before
+    assert audit(session, "suppression")[-1].details["reason"] == "opted_out"
+
+
 def test_the_thank_you_waits_during_an_open_dispute_but_goes_when_the_account_is_paid_off(
     session: Session, clock: Clock, policy: Policy, chat: Conversation
 ) -> None:

@@ -90,6 +90,29 @@ def contact_point_at(session: Session, channel: str, address: str) -> ContactPoi
     ).first()
 
 
+def contact_point_of(
+    session: Session, clock: Clock, conversation: Conversation
+) -> ContactPoint | None:
+    """The contact point a conversation writes to, for the gate to judge.
+
+    A debtor's conversation on a channel we had no contact point for (the same phone on
+    RCS) gets one, so that its opt-out and flags are recorded and read per channel.
+    """
+    found = contact_point_at(session, conversation.channel, conversation.address)
+    if found is not None or conversation.debtor_id is None:
+        return found
+    contact = ContactPoint(
+        debtor_id=conversation.debtor_id,
+        channel=conversation.channel,
+        address=conversation.address,
+        preferred=False,
+        created_at=clock.now_utc(),
+    )
+    session.add(contact)
+    session.flush()
+    return contact
+
+
 def renderers_of(adapters: Mapping[str, ChannelAdapter]) -> dict[str, Renderer]:
     return {name: adapter.render for name, adapter in adapters.items()}
 

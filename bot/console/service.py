@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import RESUME_PAYLOAD, OutboundMessage, TemplateMessage
 from bot.compliance.gate import Decision, Verdict
-from bot.compliance.outreach import contact_point_at, queue_company_message, renderers_of
+from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.console.auth import Agent
 from bot.console.texts import console_texts
 from bot.conversation.responses import payment_code_message
@@ -217,7 +217,7 @@ def _template_through_the_door(
         runtime.policy,
         renderers_of(runtime.adapters),
         account,
-        contact_point_at(unit.session, conversation.channel, conversation.address),
+        contact_point_of(unit.session, runtime.clock, conversation),
         OutboundMessage(template=template),
         "agent_template",
         conversation=conversation,

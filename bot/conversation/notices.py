@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from bot.channels.base import ChannelAdapter, OutboundMessage
 from bot.clock import Clock
 from bot.compliance.gate import decide
-from bot.compliance.outreach import contact_point_at, queue_company_message, renderers_of
+from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.conversation.replies import Replies
 from bot.db.models import Account, Conversation
 from bot.domain.conversations import is_verified
@@ -55,7 +55,7 @@ def thank_for_payment(
     ).first()
     if conversation is None:
         return 0
-    contact = contact_point_at(session, conversation.channel, conversation.address)
+    contact = contact_point_of(session, clock, conversation)
     decision = decide(
         session, clock, policy, account, contact, "payment_thanks", reference=reference
     )

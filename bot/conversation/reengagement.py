@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import RESUME_PAYLOAD, ChannelAdapter, OutboundMessage, TemplateMessage
 from bot.clock import Clock
-from bot.compliance.outreach import contact_point_at, queue_company_message, renderers_of
+from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.conversation.claims import OutboundStatus
 from bot.db.models import Account, Conversation, Direction, Message
 from bot.policy import Policy
@@ -91,7 +91,7 @@ class Reengagement:
             self._policy,
             renderers_of(self._adapters),
             account,
-            contact_point_at(session, conversation.channel, conversation.address),
+            contact_point_of(session, self._clock, conversation),
             OutboundMessage(template=template),
             "reengagement",
             conversation=conversation,
