@@ -510,6 +510,12 @@ def queue_sites(module: str, source: str) -> list[tuple[str, str, int]]:
             where = ".".join(scope) or "<module>"
             if isinstance(child, ast.Call) and _called(child) in ("enqueue", "Message"):
                 found.append((where, str(_called(child)), child.lineno))
+            if (  # insert(Message)…: a row without the Message constructor
+                isinstance(child, ast.Call)
+                and _called(child) == "insert"
+                and any(isinstance(a, ast.Name) and a.id == "Message" for a in child.args)
+            ):
+                found.append((where, "Message", child.lineno))
             if (
                 isinstance(child, ast.ImportFrom)
                 and child.module == "bot.conversation.outbox"
@@ -569,6 +575,8 @@ def test_every_allowed_site_still_exists() -> None:
         "def thank(session, clock):\n    o.enqueue(session, clock, conversation_id=1)\n",
         "from bot.db.models import Message\n"
         "def thank(session):\n    session.add(Message(direction='out'))\n",
+        "from sqlalchemy import insert\nfrom bot.db.models import Message\n"
+        "def thank(session):\n    session.execute(insert(Message).values(direction='out'))\n",
     ],
 )
 def test_the_guard_catches_a_direct_enqueue_in_notices(bypass: str) -> None:
