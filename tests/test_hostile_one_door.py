@@ -472,6 +472,52 @@ def test_handoff_never_queues_a_template_itself(
     assert outbound(session) == []
 
 
+# -- the fallback chain (RCS, SMS) ---------------------------------------------------------------
+VARIABLES = ["Laura", "Banco Ejemplo", "$1,250.00", "26/11/2026", "http://testserver/pay/abc"]
+
+
+def test_the_first_send_of_the_fallback_chain_waits_for_the_contact_window(
+    session: Session, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    from bot.channels.company_send import send_company_message
+
+    account = make_account(phone=PHONE)
+    result = send_company_message(
+        session, at(NIGHT), policy, account.debtor, "recordatorio_preventivo", VARIABLES,
+        account_id=account.id,
+    )  # fmt: skip
+    session.commit()
+
+    assert result.message is not None and result.message.status == "scheduled"
+    assert result.message.payload["company"]["chain"]  # the rest of the chain rides along
+    (delay,) = audit(session, "delay")
+    assert (delay.details["kind"], delay.details["reason"]) == ("reminder", "outside_hours")
+
+
+def test_a_fallback_hop_asks_the_gate_again_and_a_dispute_opened_since_stops_it(
+    session: Session, clock: Clock, policy: Policy, make_account: Callable[..., Account]
+) -> None:
+    from bot.channels.company_send import send_company_message
+    from bot.channels.fallback import ChannelFallback
+
+    account = make_account(phone=PHONE)
+    first = send_company_message(
+        session, clock, policy, account.debtor, "recordatorio_preventivo", VARIABLES,
+        account_id=account.id,
+    ).message  # fmt: skip
+    assert first is not None and first.channel == "whatsapp"
+    account.dispute_open = True  # the person disputed the debt before WhatsApp said 131026
+    first.status, first.error_code = "failed", "131026"
+
+    ChannelFallback(policy, clock, None).on_undeliverable(session, first)
+    session.commit()
+
+    assert [row.channel for row in outbound(session)] == ["whatsapp"]  # no RCS, no SMS
+    refused = audit(session, "suppression")[-1]
+    assert (refused.details["reason"], refused.details["hop"]) == ("dispute_open", 1)
+    assert len(audit(session, "company_message")) == 1  # counted once, at the door
+
+
 # -- one door: nothing else in bot/ queues an outbound row -------------------------------------
 BOT = REPO_ROOT / "bot"
 # (module, function) → why it may queue outbound rows without the door.

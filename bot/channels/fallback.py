@@ -35,13 +35,19 @@ from bot.channels.rcs_render import render_rcs
 from bot.channels.sms import render_sms
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.clock import Clock
-from bot.compliance.gate import Verdict
+from bot.compliance.gate import (
+    Decision,
+    Verdict,
+    account_suppression_reason,
+    kind_of,
+    record_decision,
+)
 from bot.compliance.profiles import ComplianceConfigError, contact_rules
 from bot.compliance.window import debtor_zone, next_opening
 from bot.config import Settings
 from bot.conversation.claims import scheduling_now
 from bot.conversation.outbox import enqueue
-from bot.db.models import Channel, ContactPoint, Conversation, Debtor, Message
+from bot.db.models import Account, Channel, ContactPoint, Conversation, Debtor, Message
 from bot.domain.audit import record_audit
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
@@ -300,6 +306,28 @@ class ChannelFallback:
         self._clock = clock
         self._channels = None if channels is None else frozenset(channels)
 
+    def _refusal(
+        self,
+        session: Session,
+        info: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        contact: ContactPoint,
+        hop: int,
+    ) -> str | None:
+        """The gate's word on the account before a hop: a dispute, a do-not-contact, a
+        paid account since the first send stop it (audited). The door counted the message
+        already; the number's own rules are judged per channel on the chain."""
+        account = session.get(Account, info["account_id"]) if info.get("account_id") else None
+        if account is None:
+            return None
+        kind = kind_of(payload.get("kind")) or "reminder"
+        reason = account_suppression_reason(session, self._clock, account, kind)
+        if reason is not None:
+            record_decision(
+                session, self._clock, Decision.suppress(reason), account, contact, kind, hop=hop
+            )
+        return reason
+
     def on_undeliverable(self, session: Session, message: Message) -> None:
         """``message`` (already marked failed) cannot be delivered: mark, then hop on."""
         conversation = session.get(Conversation, message.conversation_id)
@@ -329,7 +357,10 @@ class ChannelFallback:
             "template": info.get("template"),
         }
         result = CompanySend(message=None, channel=None)
-        if debtor is not None and not _wrong_number(session, conversation.address):
+        refusal = self._refusal(session, info, payload, contact, hop)
+        if refusal is not None:
+            result.skipped.append(("*", refusal))
+        elif debtor is not None and not _wrong_number(session, conversation.address):
             # Keys other code put on the row (campaign markers, send-before) travel along.
             carried = {k: v for k, v in payload.items() if k not in _ROW_OWN_KEYS}
             result = _queue_on_chain(

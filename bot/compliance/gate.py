@@ -117,6 +117,14 @@ def contact_suppression_reason(
     return None
 
 
+def kind_of(value: object) -> Kind | None:
+    """``value`` as a kind of company-started message (from a row's payload), or None."""
+    for kind in KINDS:
+        if kind == value:
+            return kind
+    return None
+
+
 def suppression_reason(
     session: Session,
     clock: Clock,
@@ -132,6 +140,16 @@ def suppression_reason(
     reason = contact_suppression_reason(contact_point, account)
     if reason is not None:
         return reason
+    return account_suppression_reason(session, clock, account, kind)
+
+
+def account_suppression_reason(
+    session: Session, clock: Clock, account: Account, kind: Kind | None = None
+) -> str | None:
+    """What the account and the debtor forbid, whatever the number (a fallback hop asks
+    this: the number's own rules are judged per channel)."""
+    if account.do_not_contact_reason:
+        return "do_not_contact"
     debtor = account.debtor
     if debtor.deceased:
         return "deceased"

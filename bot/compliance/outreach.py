@@ -20,7 +20,7 @@ Not company-started, and so not through this door (CONTRACT 6.9): the bot's repl
 inbound message (:mod:`bot.conversation.pipeline`) and an agent's free-form reply inside
 the 24-hour window the debtor opened (:func:`bot.domain.handoff.send_as_agent`). A fallback
 hop (:mod:`bot.channels.fallback`) re-queues on the next channel a message this door
-already judged and counted. ``tests/test_hostile_one_door.py`` fails when any other code
+already judged and counted, after asking the gate about the account again. ``tests/test_hostile_one_door.py`` fails when any other code
 queues an outbound row.
 """
 
@@ -43,6 +43,7 @@ from bot.compliance.gate import (
     Kind,
     Verdict,
     decide,
+    kind_of,
     record_company_message,
     record_decision,
 )
@@ -271,10 +272,7 @@ def _rejudge(
         if conversation
         else None
     )
-    kind: Kind = "reengagement"
-    for known in KINDS:
-        if known == payload.get("kind"):
-            kind = known
+    kind = kind_of(payload.get("kind")) or "reengagement"
     actor = str(payload.get("actor") or "system")
     row.updated_at = clock.now_utc()
     if payload.get("reengagement") and not _still_held(session, row.conversation_id):
