@@ -589,7 +589,8 @@ def violations(module: str, source: str) -> list[str]:
 
 
 def bot_sources() -> Iterator[tuple[str, str]]:
-    for path in sorted(BOT.rglob("*.py")):
+    """Every module of the application: bot/ and the Rasa actions."""
+    for path in sorted([*BOT.rglob("*.py"), *(REPO_ROOT / "actions").rglob("*.py")]):
         yield path.relative_to(REPO_ROOT).as_posix(), path.read_text(encoding="utf-8")
 
 
