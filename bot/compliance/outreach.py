@@ -20,8 +20,8 @@ Not company-started, and so not through this door (CONTRACT 6.9): the bot's repl
 inbound message (:mod:`bot.conversation.pipeline`) and an agent's free-form reply inside
 the 24-hour window the debtor opened (:func:`bot.domain.handoff.send_as_agent`). A fallback
 hop (:mod:`bot.channels.fallback`) re-queues on the next channel a message this door
-already judged and counted, after asking the gate about the account again. ``tests/test_hostile_one_door.py`` fails when any other code
-queues an outbound row.
+already judged and counted, after asking the gate about the account again.
+``tests/test_hostile_one_door.py`` fails when any other code queues an outbound row.
 """
 
 from __future__ import annotations
