@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import OutboundMessage
+from bot.channels.company_send import send_company_message
+from bot.channels.company_template import company_template
 from bot.channels.fallback import (
     CompanySend,
-    company_template,
     contact_delay,
     enabled_channels,
     fallback_chain,
     fallback_extra,
-    send_company_message,
 )
 from bot.clock import Clock
 from bot.config import Settings

@@ -1,21 +1,26 @@
 """Company-started messages: the debtor's preferred channel first, the next one when undeliverable.
 
-:func:`send_company_message` queues a template (a reminder) on the first usable channel of
-the chain — the preferred contact point's channel, then ``policy.contact.channel_fallback`` —
-and records the rest of the chain on the outbox row. When the channel later says the message
+:func:`bot.channels.company_send.send_company_message` queues a template (a reminder) on
+the first usable channel of the chain — the preferred contact point's channel, then
+``policy.contact.channel_fallback`` — through the compliance door
+(:func:`bot.compliance.outreach.queue_company_message`), and records the rest of the chain
+on the outbox row. When the channel later says the message
 cannot be delivered (WhatsApp 131026, RBM 404 or TTL expiry, no adapter for the channel),
 :meth:`ChannelFallback.on_undeliverable` marks the contact point unreachable and queues the
 same message on the next usable channel, in the same transaction. Every hop is audited.
+A hop is the one other place that queues a company-started row: the door judged and
+counted the message already; the hop skips numbers opted out there and wrong numbers,
+keeps the send-before and waits for the contact window to open.
 
 Adding a channel: its adapter module, plus its renderer in :data:`RENDERERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from sqlalchemy import select
@@ -24,23 +29,48 @@ from sqlalchemy.orm import Session
 from bot.channels.base import OutboundMessage, RenderedMessage, TemplateMessage
 from bot.channels.company_template import (
     company_info,
-    company_template,
     template_from,
 )
 from bot.channels.rcs_render import render_rcs
 from bot.channels.sms import render_sms
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.clock import Clock
+from bot.compliance.gate import (
+    Decision,
+    Verdict,
+    account_suppression_reason,
+    kind_of,
+    record_decision,
+)
 from bot.compliance.profiles import ComplianceConfigError, contact_rules
 from bot.compliance.window import debtor_zones, next_opening_in, window_end_in
 from bot.config import Settings
 from bot.conversation.claims import scheduling_now
 from bot.conversation.outbox import enqueue
-from bot.db.models import Channel, ContactPoint, Conversation, Debtor, Message
+from bot.db.models import Account, Channel, ContactPoint, Conversation, Debtor, Message
 from bot.domain.audit import record_audit
 from bot.domain.conversations import get_or_create_conversation
 from bot.domain.phones import mask_phone
 from bot.policy import Policy
+
+
+class Door(Protocol):
+    """How the first send of a chain is queued (:mod:`bot.channels.company_send`)."""
+
+    def queue(
+        self,
+        session: Session,
+        clock: Clock,
+        channel: str,
+        address: str,
+        template: TemplateMessage,
+        company: dict[str, Any],
+        author: str,
+    ) -> Queued: ...
+
+
+if TYPE_CHECKING:
+    from bot.compliance.outreach import Queued
 
 log = structlog.get_logger("acuerdo.fallback")
 
@@ -56,7 +86,7 @@ _ROW_OWN_KEYS = frozenset({"body", "idempotency_key", "options", "company", "ree
 
 @dataclass
 class CompanySend:
-    """What :func:`send_company_message` did."""
+    """What :func:`bot.channels.company_send.send_company_message` did."""
 
     message: Message | None  # the queued outbox row (its first part), or None
     channel: str | None
@@ -201,6 +231,7 @@ def _queue_on_chain(
     hop: int,
     author: str,
     carried: Mapping[str, Any] | None = None,
+    door: Door | None = None,
 ) -> CompanySend:
     result = CompanySend(message=None, channel=None)
     for position, channel in enumerate(chain):
@@ -209,16 +240,23 @@ def _queue_on_chain(
             result.skipped.append((channel, reason))
             continue
         company = {**info, "chain": chain[position + 1 :], "hop": hop}
-        row = _queue(
-            session,
-            clock,
-            channel=channel,
-            address=address,
-            template=template,
-            company=company,
-            author=author,
-            carried=carried or {},
-        )
+        if door is not None:  # the first send: through the compliance door
+            queued = door.queue(session, clock, channel, address, template, company, author)
+            if queued.decision.verdict == Verdict.SUPPRESS:
+                result.skipped.append((channel, queued.decision.reason or "suppressed"))
+                return result  # the gate refused the person, not the channel
+            row = queued.messages[0] if queued.messages else None
+        else:  # a hop: the door judged and counted this message already
+            row = _queue(
+                session,
+                clock,
+                channel=channel,
+                address=address,
+                template=template,
+                company=company,
+                author=author,
+                carried=carried or {},
+            )
         if row is None:
             result.skipped.append((channel, "nothing_to_send"))
             continue
@@ -237,68 +275,6 @@ def _queue_on_chain(
             skipped=[list(item) for item in result.skipped],
         )
         return result
-    return result
-
-
-def send_company_message(
-    session: Session,
-    clock: Clock,
-    policy: Policy,
-    debtor: Debtor,
-    template_name: str,
-    variables: Sequence[str],
-    *,
-    account_id: int | None = None,
-    button_payloads: Sequence[str] | None = None,
-    channels: Collection[str] | None = None,
-    author: str = "system",
-) -> CompanySend:
-    """Queue a company-started template for ``debtor`` on the first usable channel.
-
-    The caller has passed the compliance gate, commits, and wakes the outbox. Channels the
-    person opted out of, or that said the number cannot receive, are skipped; a number
-    flagged as a wrong person gets nothing on any channel.
-    """
-    template = company_template(policy, template_name, variables, button_payloads)
-    contact = _preferred(session, debtor.id)
-    if contact is None:
-        record_audit(
-            session,
-            clock,
-            actor="system",
-            action="company_message_undeliverable",
-            account_id=account_id,
-            template=template_name,
-            reason="no_contact_point",
-        )
-        return CompanySend(message=None, channel=None, skipped=[("*", "no_contact_point")])
-    address = contact.address
-    if _wrong_number(session, address):
-        log.info("fallback.wrong_number", to=mask_phone(address))
-        return CompanySend(message=None, channel=None, skipped=[("*", "wrong_number")])
-    chain = fallback_chain(policy, contact.channel, channels)
-    info = company_info(template, debtor_id=debtor.id, account_id=account_id)
-    result = _queue_on_chain(
-        session,
-        clock,
-        address=address,
-        template=template,
-        chain=chain,
-        info=info,
-        hop=0,
-        author=author,
-    )
-    if result.message is None:
-        record_audit(
-            session,
-            clock,
-            actor="system",
-            action="company_message_undeliverable",
-            account_id=account_id,
-            template=template_name,
-            reason="no_usable_channel",
-            skipped=[list(item) for item in result.skipped],
-        )
     return result
 
 
@@ -330,6 +306,28 @@ class ChannelFallback:
         self._clock = clock
         self._channels = None if channels is None else frozenset(channels)
 
+    def _refusal(
+        self,
+        session: Session,
+        info: Mapping[str, Any],
+        payload: Mapping[str, Any],
+        contact: ContactPoint,
+        hop: int,
+    ) -> str | None:
+        """The gate's word on the account before a hop: a dispute, a do-not-contact, a
+        paid account since the first send stop it (audited). The door counted the message
+        already; the number's own rules are judged per channel on the chain."""
+        account = session.get(Account, info["account_id"]) if info.get("account_id") else None
+        if account is None:
+            return None
+        kind = kind_of(payload.get("kind")) or "reminder"
+        reason = account_suppression_reason(session, self._clock, account, kind)
+        if reason is not None:
+            record_decision(
+                session, self._clock, Decision.suppress(reason), account, contact, kind, hop=hop
+            )
+        return reason
+
     def on_undeliverable(self, session: Session, message: Message) -> None:
         """``message`` (already marked failed) cannot be delivered: mark, then hop on."""
         conversation = session.get(Conversation, message.conversation_id)
@@ -359,7 +357,10 @@ class ChannelFallback:
             "template": info.get("template"),
         }
         result = CompanySend(message=None, channel=None)
-        if debtor is not None and not _wrong_number(session, conversation.address):
+        refusal = self._refusal(session, info, payload, contact, hop)
+        if refusal is not None:
+            result.skipped.append(("*", refusal))
+        elif debtor is not None and not _wrong_number(session, conversation.address):
             # Keys other code put on the row (campaign markers, send-before) travel along.
             carried = {k: v for k, v in payload.items() if k not in _ROW_OWN_KEYS}
             result = _queue_on_chain(

@@ -1,8 +1,11 @@
 """The one gate every company-started message passes: send, delay until, or suppress.
 
-Company-started means the company writes first: reminders, promise follow-ups, an agent
-starting a chat with a template. Replies inside a conversation the debtor started never
-come here; the contact window does not apply to them (CONTRACT 6.9).
+Company-started means the company writes first: reminders, promise follow-ups, an agent's
+template, the re-engagement template, the payment thank-you, a channel fallback hop. They
+all reach the outbox through one door, :func:`bot.compliance.outreach.queue_company_message`,
+which asks :func:`decide`. Replies inside a conversation the debtor started (the bot's
+answers, an agent's free-form reply in the open 24-hour window) never come here; the
+contact window does not apply to them (CONTRACT 6.9).
 
 Every delay and suppression is written to the audit log (actions ``delay`` and
 ``suppression``) with its reason; every message that goes is counted by a
@@ -27,8 +30,25 @@ from bot.domain.accounts import balance_breakdown
 from bot.domain.audit import record_audit
 from bot.policy import Policy
 
-Kind = Literal["reminder", "promise_reminder", "broken_promise", "agent_template"]
-KINDS: tuple[Kind, ...] = ("reminder", "promise_reminder", "broken_promise", "agent_template")
+Kind = Literal[
+    "reminder",
+    "promise_reminder",
+    "broken_promise",
+    "agent_template",
+    "reengagement",
+    "payment_thanks",
+]
+KINDS: tuple[Kind, ...] = (
+    "reminder",
+    "promise_reminder",
+    "broken_promise",
+    "agent_template",
+    "reengagement",
+    "payment_thanks",
+)
+# Not collection: a paid or settled account still gets the thank-you for its payment and
+# the invitation to read a reply it is owed.
+BALANCE_EXEMPT: frozenset[str] = frozenset({"payment_thanks", "reengagement"})
 CAP_DAYS = 7
 COMPANY_MESSAGE = "company_message"
 
@@ -83,22 +103,54 @@ class Decision:
         return self.verdict == Verdict.SEND
 
 
-def suppression_reason(
-    session: Session, clock: Clock, account: Account, contact_point: ContactPoint | None
+def contact_suppression_reason(
+    contact_point: ContactPoint, account: Account | None = None
 ) -> str | None:
-    """The first rule that forbids any company-started message, or None."""
-    if contact_point is None:
-        return "no_contact_point"
-    if contact_point.debtor_id != account.debtor_id:
-        return "not_the_debtors_contact"
+    """What the number (and the account's do-not-contact) forbids, in the order reported."""
     if contact_point.wrong_number_at is not None:
         return "wrong_number"
     if contact_point.opted_out_at is not None:
         return "opted_out"
-    if contact_point.do_not_contact_reason or account.do_not_contact_reason:
+    if contact_point.do_not_contact_reason or (account and account.do_not_contact_reason):
         return "do_not_contact"
     if getattr(contact_point, "unreachable_at", None) is not None:
         return "unreachable"
+    return None
+
+
+def kind_of(value: object) -> Kind | None:
+    """``value`` as a kind of company-started message (from a row's payload), or None."""
+    for kind in KINDS:
+        if kind == value:
+            return kind
+    return None
+
+
+def suppression_reason(
+    session: Session,
+    clock: Clock,
+    account: Account,
+    contact_point: ContactPoint | None,
+    kind: Kind | None = None,
+) -> str | None:
+    """The first rule that forbids a company-started message of ``kind``, or None."""
+    if contact_point is None:
+        return "no_contact_point"
+    if contact_point.debtor_id != account.debtor_id:
+        return "not_the_debtors_contact"
+    reason = contact_suppression_reason(contact_point, account)
+    if reason is not None:
+        return reason
+    return account_suppression_reason(session, clock, account, kind)
+
+
+def account_suppression_reason(
+    session: Session, clock: Clock, account: Account, kind: Kind | None = None
+) -> str | None:
+    """What the account and the debtor forbid, whatever the number (a fallback hop asks
+    this: the number's own rules are judged per channel)."""
+    if account.do_not_contact_reason:
+        return "do_not_contact"
     debtor = account.debtor
     if debtor.deceased:
         return "deceased"
@@ -106,6 +158,8 @@ def suppression_reason(
         return "bankrupt"
     if account.dispute_open:
         return "dispute_open"
+    if kind in BALANCE_EXEMPT:
+        return None
     if account.status == AccountStatus.PAID.value:
         return "account_paid"
     if account.status != AccountStatus.ACTIVE.value:
@@ -146,17 +200,25 @@ def evaluate(
     session: Session,
     clock: Clock,
     rules: ContactRules,
-    account: Account,
+    account: Account | None,
     contact_point: ContactPoint | None,
+    kind: Kind | None = None,
 ) -> Decision:
-    """The decision, without recording it."""
-    reason = suppression_reason(session, clock, account, contact_point)
+    """The decision, without recording it.
+
+    ``account`` None is a number linked to no account (a stranger who wrote to us): only
+    what its contact point forbids and the hours apply (there is no cap to count against).
+    """
+    if account is None:
+        reason = contact_suppression_reason(contact_point) if contact_point else None
+    else:
+        reason = suppression_reason(session, clock, account, contact_point, kind)
     if reason is not None:
         return Decision.suppress(reason)
     # Every candidate zone of the debtor must be inside the window (bot/compliance/window.py).
-    zones = debtor_zones(account.debtor, clock)
+    zones = debtor_zones(account.debtor if account else None, clock)
     now = clock.now().astimezone(zones[0])
-    release = cap_release(session, clock, rules, account.id)
+    release = cap_release(session, clock, rules, account.id) if account else None
     if release is not None and release > now:
         reason, since = "weekly_cap", release
     else:
@@ -174,7 +236,7 @@ def record_decision(
     session: Session,
     clock: Clock,
     decision: Decision,
-    account: Account,
+    account: Account | None,
     contact_point: ContactPoint | None,
     kind: Kind,
     *,
@@ -189,7 +251,7 @@ def record_decision(
         clock,
         actor=actor,
         action="delay" if decision.verdict == Verdict.DELAY else "suppression",
-        account_id=account.id,
+        account_id=account.id if account else None,
         kind=kind,
         reason=decision.reason,
         until=decision.until.isoformat() if decision.until else None,
@@ -203,7 +265,7 @@ def decide(
     session: Session,
     clock: Clock,
     policy: Policy,
-    account: Account,
+    account: Account | None,
     contact_point: ContactPoint | None,
     kind: Kind,
     *,
@@ -217,11 +279,13 @@ def decide(
     do-not-contact (number or account), unreachable, deceased, bankrupt, dispute open,
     paid or settled account, nothing owed. Delayed (until the next allowed moment in the
     debtor's zone): the weekly cap, holidays, days without contact, outside hours.
+    A thank-you or an invitation back is not suppressed for a paid or settled account.
     With ``audit`` a delay or suppression is written to the audit log.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind of company-started message '{kind}'")
-    decision = evaluate(session, clock, contact_rules(policy), account, contact_point)
+    rules = contact_rules(policy)
+    decision = evaluate(session, clock, rules, account, contact_point, kind)
     if audit:
         record_decision(
             session, clock, decision, account, contact_point, kind, actor=actor, **details
@@ -232,8 +296,8 @@ def decide(
 def record_company_message(
     session: Session,
     clock: Clock,
-    account: Account,
-    contact_point: ContactPoint,
+    account: Account | None,
+    contact_point: ContactPoint | None,
     kind: Kind,
     *,
     message_id: int | None,
@@ -246,10 +310,10 @@ def record_company_message(
         clock,
         actor=actor,
         action=COMPANY_MESSAGE,
-        account_id=account.id,
+        account_id=account.id if account else None,
         kind=kind,
         message_id=message_id,
-        contact_point_id=contact_point.id,
-        channel=contact_point.channel,
+        contact_point_id=contact_point.id if contact_point else None,
+        channel=contact_point.channel if contact_point else None,
         **details,
     )

@@ -19,11 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import RESUME_PAYLOAD, OutboundMessage, TemplateMessage
+from bot.compliance.gate import Decision, Verdict
+from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.console.auth import Agent
 from bot.console.texts import console_texts
 from bot.conversation.responses import payment_code_message
 from bot.db.models import Account, ConsoleUser, Conversation, PaymentCode
 from bot.domain import agent_ledger, handoff
+from bot.domain.audit import record_audit
 from bot.domain.conversations import VerificationOutcome
 from bot.domain.errors import DomainError, OfferRejected, PromiseRejected
 from bot.domain.handoff import HandoffError, Renderer
@@ -184,22 +187,60 @@ def reply(runtime: GatewayRuntime, agent: Agent, conversation_id: int, text: str
         )
 
 
-def send_template(runtime: GatewayRuntime, agent: Agent, conversation_id: int, name: str) -> None:
+def send_template(runtime: GatewayRuntime, agent: Agent, conversation_id: int, name: str) -> str:
+    """An agent's template is company-started: through the compliance door, whatever the
+    window. Returns the notice key; a refusal (opt-out, wrong number…) is committed to the
+    audit log first, then raised for the agent to read why."""
     template = approved_templates(runtime).get(name)
     if template is None:
         raise Refused("unknown_template", 422)
     with _unit(runtime, agent, conversation_id) as unit:
-        handoff.send_as_agent(
-            unit.session,
-            runtime.clock,
-            unit.conversation,
-            unit.user,
-            [OutboundMessage(template=template)],
-            _render(runtime, unit.conversation),
-            window=service_window(runtime, unit.conversation),
-            action="agent_template",
-            template=name,
-        )
+        decision = _template_through_the_door(runtime, unit, template)
+    if decision.verdict == Verdict.SUPPRESS:
+        raise Refused(decision.reason or "generic")
+    if decision.verdict == Verdict.DELAY:
+        return f"template_held_{decision.reason}"
+    return "template_sent"
+
+
+def _template_through_the_door(
+    runtime: GatewayRuntime, unit: _Unit, template: TemplateMessage
+) -> Decision:
+    handoff.require_act(unit.user, unit.conversation)
+    conversation, actor = unit.conversation, handoff.actor_of(unit.user)
+    account = (
+        unit.session.get(Account, conversation.account_id) if conversation.account_id else None
+    )
+    queued = queue_company_message(
+        unit.session,
+        runtime.clock,
+        runtime.policy,
+        renderers_of(runtime.adapters),
+        account,
+        contact_point_of(unit.session, runtime.clock, conversation),
+        OutboundMessage(template=template),
+        "agent_template",
+        conversation=conversation,
+        actor=actor,
+        author=actor,
+        fallback=False,  # the approved agent templates only reopen a WhatsApp chat
+    )
+    conversation.updated_at = runtime.clock.now_utc()
+    decision = queued.decision
+    record_audit(
+        unit.session,
+        runtime.clock,
+        actor=actor,
+        action="agent_template",
+        account_id=conversation.account_id,
+        conversation_id=conversation.id,
+        template=template.name,
+        message_ids=[row.id for row in queued.messages],
+        verdict=decision.verdict.value,
+        reason=decision.reason,
+        until=decision.until.isoformat() if decision.until else None,
+    )
+    return decision
 
 
 def _code_message(runtime: GatewayRuntime, code: PaymentCode) -> OutboundMessage:

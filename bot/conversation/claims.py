@@ -75,6 +75,9 @@ class OutboundStatus:
     READ = "read"
     FAILED = "failed"
     HELD = "held"  # outside the service window: waits for the person to write again
+    # A company-started message the gate delayed (contact hours, holiday, weekly cap): not
+    # claimable; bot.compliance.outreach.release_scheduled asks the gate again when due.
+    SCHEDULED = "scheduled"
 
 
 INBOUND_UNFINISHED = (InboundStatus.PENDING, InboundStatus.PROCESSING)
@@ -227,18 +230,21 @@ def recover_single_process(session: Session) -> int:
 
 
 def queue_depths(session: Session) -> dict[str, int]:
-    """How many messages wait: inbound to process, outbound to send, outbound held."""
+    """How many messages wait: inbound to process, outbound to send, held, scheduled."""
+    waiting = (*INBOUND_UNFINISHED, *OUTBOUND_UNFINISHED, OutboundStatus.HELD)
     rows = session.execute(
         select(Message.direction, Message.status, func.count())
-        .where(Message.status.in_((*INBOUND_UNFINISHED, *OUTBOUND_UNFINISHED, OutboundStatus.HELD)))
+        .where(Message.status.in_((*waiting, OutboundStatus.SCHEDULED)))
         .group_by(Message.direction, Message.status)
     ).all()
-    depths = {"inbox": 0, "outbox": 0, "held": 0}
+    depths = {"inbox": 0, "outbox": 0, "held": 0, "scheduled": 0}
     for direction, status, count in rows:
         if direction == "in" and status in INBOUND_UNFINISHED:
             depths["inbox"] += int(count)
         elif direction == "out" and status == OutboundStatus.HELD:
             depths["held"] += int(count)
+        elif direction == "out" and status == OutboundStatus.SCHEDULED:
+            depths["scheduled"] += int(count)
         elif direction == "out" and status in OUTBOUND_UNFINISHED:
             depths["outbox"] += int(count)
     return depths

@@ -1,4 +1,4 @@
-"""Messages the company starts from an event (a payment came in), queued in the outbox."""
+"""Messages the company starts from an event (a payment came in), through the compliance door."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from bot.channels.base import ChannelAdapter, OutboundMessage
 from bot.clock import Clock
-from bot.conversation.outbox import enqueue
+from bot.compliance.gate import decide
+from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.conversation.replies import Replies
-from bot.db.models import Account, ContactPoint, Conversation
+from bot.db.models import Account, Conversation
 from bot.domain.conversations import is_verified
 from bot.domain.money import format_money
 from bot.policy import Policy
@@ -33,9 +34,12 @@ def thank_for_payment(
 ) -> int:
     """Queue a thank-you on the debtor's most recent conversation about ``account_id``.
 
-    Nothing goes to a number that opted out or is flagged as a wrong number; amounts are
-    named only in a conversation whose sender verified their identity. Returns how many
-    messages were queued.
+    It is company-started, so it goes through the compliance door: refused (and audited)
+    for a number that opted out or is a wrong person, a do-not-contact or an open dispute;
+    outside contact hours, or over the weekly cap, it is scheduled for when the window
+    opens (a payment confirmed at 03:00 is thanked at 07:00). Amounts are named only when
+    it goes at once in a conversation whose sender verified their identity. Returns how
+    many messages were queued or scheduled.
     """
     account = session.get(Account, account_id)
     if account is None:
@@ -51,28 +55,29 @@ def thank_for_payment(
     ).first()
     if conversation is None:
         return 0
-    contact = session.scalars(
-        select(ContactPoint).where(
-            ContactPoint.channel == conversation.channel,
-            ContactPoint.address == conversation.address,
-        )
-    ).first()
-    if contact is not None and (contact.opted_out_at or contact.wrong_number_at):
-        log.info("notices.suppressed", conversation_id=conversation.id, reason="do_not_contact")
-        return 0
-    if is_verified(conversation, clock, policy):  # a live verification in that conversation
+    contact = contact_point_of(session, clock, conversation)
+    decision = decide(
+        session, clock, policy, account, contact, "payment_thanks", reference=reference
+    )
+    if decision.sends and is_verified(conversation, clock, policy):
         text = replies.payment_thanks.format(amount=format_money(amount_cents), reference=reference)
-    else:
+    else:  # a later send may find the verification over: no amounts in it
         text = replies.payment_thanks_unverified
-    adapter = adapters[conversation.channel]
-    rendered = adapter.render(OutboundMessage(text=text))
-    for item in rendered:
-        enqueue(
-            session,
-            clock,
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            rendered=item,
-            author="system",
+    queued = queue_company_message(
+        session,
+        clock,
+        policy,
+        renderers_of(adapters),
+        account,
+        contact,
+        OutboundMessage(text=text),
+        "payment_thanks",
+        conversation=conversation,
+        decision=decision,
+        extra={"payment_reference": reference},
+    )
+    if not queued.messages:
+        log.info(
+            "notices.suppressed", conversation_id=conversation.id, reason=queued.decision.reason
         )
-    return len(rendered)
+    return len(queued.messages)

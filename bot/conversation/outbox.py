@@ -3,9 +3,14 @@
 A row survives a crash; sends are retried with exponential back-off and jitter on rate
 limits, server errors and timeouts; each failure kind is handled as the adapter classifies
 it (:class:`SendOutcome`). Outside a channel's service window only templates go out: a
-free-form message is *held* and one re-engagement template (``templates.
-reanudar_conversacion`` in the policy file) is sent instead; the held messages go out when
-the person writes again.
+free-form message is *held* and the ``invite`` hook queues one re-engagement template
+(:mod:`bot.conversation.reengagement`, through the compliance door); the held messages go
+out when the person writes again. Rows the door *scheduled* (outside contact hours) are
+handed to the ``release_due`` hook as the outbox claims, which asks the gate again.
+
+Only :func:`enqueue` adds rows; who may call it is pinned by
+``tests/test_hostile_one_door.py`` (company-started messages go through
+:func:`bot.compliance.outreach.queue_company_message`).
 """
 
 from __future__ import annotations
@@ -19,18 +24,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bot.channels.base import (
-    RESUME_PAYLOAD,
     ChannelAdapter,
-    OutboundMessage,
     RenderedMessage,
     SendError,
     SendOutcome,
-    TemplateMessage,
 )
 from bot.clock import Clock
 from bot.conversation.claims import (
@@ -56,7 +58,6 @@ from bot.policy import Policy
 
 log = structlog.get_logger("acuerdo.outbox")
 
-REENGAGEMENT_TEMPLATE = "reanudar_conversacion"
 # How often a claiming outbox looks for parked receipts whose send got recorded.
 EARLY_STATUS_SWEEP_SECONDS = 5.0
 _KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
@@ -64,6 +65,11 @@ _KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
 # Called, inside the transaction that marks an outbound row failed, when its channel says it
 # can never be delivered (the fallback marks the contact point and queues the next channel).
 UndeliverableHandler = Callable[[Session, Message], None]
+# Called, in the transaction that holds a row for the closed service window: invite the
+# person back (the re-engagement template, through the compliance door).
+InviteHandler = Callable[[Session, Message], None]
+# Called as the outbox claims: release the scheduled rows that are due; the caller commits.
+ReleaseHandler = Callable[[Session], int]
 
 
 def enqueue(
@@ -109,61 +115,6 @@ def enqueue(
     return row
 
 
-def reengagement_template(policy: Policy) -> TemplateMessage | None:
-    """The approved template that invites the person back (no personal data in it)."""
-    template = policy.templates.get(REENGAGEMENT_TEMPLATE)
-    if template is None:
-        return None
-    return TemplateMessage(
-        name=REENGAGEMENT_TEMPLATE,
-        language=template.language,
-        button_payloads=tuple(RESUME_PAYLOAD for _ in template.buttons),
-        preview=template.body,
-        button_titles=tuple(template.buttons),
-    )
-
-
-def hold_for_window(
-    session: Session, clock: Clock, policy: Policy, adapter: ChannelAdapter, message: Message
-) -> None:
-    """Hold ``message`` until the person writes again; make sure one template invites them."""
-    message.status = OutboundStatus.HELD
-    message.next_attempt_at = None
-    message.updated_at = clock.now_utc()
-    last_inbound = session.scalar(
-        select(func.max(Message.id)).where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == Direction.IN.value,
-        )
-    )
-    invitations = session.scalars(
-        select(Message).where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == Direction.OUT.value,
-            Message.kind == "template",
-            Message.id > (last_inbound or 0),
-            Message.status.not_in((OutboundStatus.FAILED, OutboundStatus.HELD)),
-        )
-    ).all()
-    if any((row.payload or {}).get("reengagement") for row in invitations):
-        return
-    template = reengagement_template(policy)
-    if template is None:
-        log.error("outbox.no_reengagement_template", template=REENGAGEMENT_TEMPLATE)
-        return
-    for rendered in adapter.render(OutboundMessage(template=template)):
-        enqueue(
-            session,
-            clock,
-            conversation_id=message.conversation_id,
-            channel=message.channel,
-            rendered=rendered,
-            author="system",
-            extra={"reengagement": True},
-        )
-    log.info("outbox.window_closed_template", conversation_id=message.conversation_id)
-
-
 @dataclass(frozen=True)
 class _Job:
     channel: str
@@ -190,9 +141,12 @@ class Outbox:
         observer: Observer | None = None,
         wake: Callable[[], None] = lambda: None,
         on_undeliverable: UndeliverableHandler | None = None,
+        invite: InviteHandler | None = None,
+        release_due: ReleaseHandler | None = None,
     ) -> None:
         self._sessions = session_factory(db_url)
         self._on_undeliverable = on_undeliverable
+        self._invite, self._release_due = invite, release_due
         self._clock = clock
         self._policy = policy
         self._adapters = adapters
@@ -200,7 +154,7 @@ class Outbox:
         self._observer = observer or NullObserver()
         self.wake = wake
         self.halts = ChannelHalts(adapters, self._observer)  # per channel, never global
-        self._next_sweep = 0.0
+        self._next_sweep = self._next_release = 0.0
 
     # -- claiming (runs in a worker thread) ---------------------------------------------
     def claim(self, limit: int) -> list[Claim]:
@@ -209,6 +163,10 @@ class Outbox:
             self.sweep_early_statuses()
         except SQLAlchemyError:
             log.warning("outbox.early_status_sweep_failed", exc_info=True)
+        try:
+            self.release_due()
+        except SQLAlchemyError:
+            log.warning("outbox.release_due_failed", exc_info=True)
         with self._sessions() as session:
             return claim_rows(
                 session,
@@ -224,7 +182,10 @@ class Outbox:
         halted = self.halts.active()
         with self._sessions() as session:
             due = earliest_due(
-                session, Direction.OUT.value, OUTBOUND_UNFINISHED, skip_channels=tuple(halted)
+                session,
+                Direction.OUT.value,
+                (*OUTBOUND_UNFINISHED, OutboundStatus.SCHEDULED),
+                skip_channels=tuple(halted),
             )
         ends = [*halted.values(), *([due] if due is not None else [])]
         return min(ends, default=None)
@@ -233,11 +194,14 @@ class Outbox:
     def hold_in_session(self, session: Session, message: Message) -> None:
         """Hold ``message`` (its window is closed) and invite the person; the caller commits
         and wakes the outbox."""
-        adapter = self._adapters.get(message.channel)
-        if adapter is None:
+        if message.channel not in self._adapters:
             message.status = OutboundStatus.FAILED
             return
-        hold_for_window(session, self._clock, self._policy, adapter, message)
+        message.status = OutboundStatus.HELD
+        message.next_attempt_at = None
+        message.updated_at = self._clock.now_utc()
+        if self._invite is not None:
+            self._invite(session, message)
 
     def _window_closed(self, job: _Job, adapter: ChannelAdapter) -> bool:
         if adapter.service_window is None or job.kind == "template":
@@ -312,6 +276,17 @@ class Outbox:
                 )
             session.commit()
             return result.rowcount == 1, receipts  # type: ignore[attr-defined]
+
+    def release_due(self) -> int:
+        """Hand the scheduled rows to the ``release_due`` hook; at most every few seconds."""
+        now = time.monotonic()
+        if self._release_due is None or now < self._next_release:
+            return 0
+        self._next_release = now + EARLY_STATUS_SWEEP_SECONDS
+        with self._sessions() as session:
+            released = self._release_due(session)
+            session.commit()
+        return released
 
     def sweep_early_statuses(self) -> int:
         """Apply parked receipts whose send got recorded by a race the fast path missed,

@@ -276,10 +276,19 @@ def send_as_agent(
     **details: object,
 ) -> list[Message]:
     """Queue ``messages`` in the outbox as ``agent:<username>`` (the caller commits and wakes
-    the outbox). Outside the service window only templates may go."""
+    the outbox).
+
+    Only replies in the service window the debtor opened go this way: they answer the
+    person, so the contact hours do not apply (CONTRACT 6.9). A template is the company
+    writing first: it goes through the compliance door
+    (``bot.compliance.outreach.queue_company_message``), never through here.
+    """
     require_act(agent, conversation)
-    free_form = any(message.template is None for message in messages)
-    if free_form and not window_open(conversation, clock, window):
+    if any(message.template is not None for message in messages):
+        raise HandoffError(
+            "company_started", "a template is company-started: it goes through the gate"
+        )
+    if not window_open(conversation, clock, window):
         raise HandoffError(
             "window_closed", "the 24-hour window is closed: only an approved template may go"
         )

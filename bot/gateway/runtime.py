@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import structlog
+from sqlalchemy.orm import Session
 
 from bot.channels.base import ChannelAdapter
 from bot.channels.fallback import ChannelFallback
 from bot.channels.rcs import SANDBOX_RBM_PATH, rcs_adapter_from_settings
 from bot.channels.sms import sms_adapter_from_settings
 from bot.channels.whatsapp import WhatsAppAdapter
+from bot.compliance.outreach import release_scheduled
 from bot.config import Settings
 from bot.conversation.claims import Claim, recover_single_process
 from bot.conversation.outbox import Outbox
 from bot.conversation.pipeline import Pipeline
 from bot.conversation.rasa import RasaClient
+from bot.conversation.reengagement import Reengagement
 from bot.conversation.replies import load_replies
 from bot.conversation.tuning import Tuning
 from bot.conversation.worker import Worker
@@ -81,6 +84,8 @@ class GatewayRuntime:
             observer=self.observer,
             wake=self.wake_outbox,
             on_undeliverable=self.fallback.on_undeliverable,
+            invite=Reengagement(self.clock, self.policy, self.adapters).invite,
+            release_due=self.release_scheduled,
         )
         self.pipeline = Pipeline(
             db_url=self.db_url,
@@ -94,6 +99,10 @@ class GatewayRuntime:
         )
         self._pipeline_worker: Worker[Claim] | None = None
         self._outbox_worker: Worker[Claim] | None = None
+
+    def release_scheduled(self, session: Session) -> int:
+        """The outbox's hook: company-started rows whose contact window opened."""
+        return release_scheduled(session, self.clock, self.policy)
 
     def wake_pipeline(self) -> None:
         if self._pipeline_worker is not None:
