@@ -77,6 +77,7 @@ class RasaStack:
     logs: Path
     token: str = STACK_TOKEN
     _turns: int = field(default=0)
+    pids: dict[str, int] = field(default_factory=dict)  # "rasa", "actions" (for CPU figures)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -169,7 +170,12 @@ def start_stack(workdir: Path, **extra_env: str) -> Iterator[RasaStack]:
         wait_until_ready(f"http://127.0.0.1:{action_port}/health", actions, 60)
         wait_until_ready(f"http://127.0.0.1:{rasa_port}/status?token={STACK_TOKEN}", rasa, 240)
         yield RasaStack(
-            f"http://127.0.0.1:{rasa_port}", f"http://127.0.0.1:{action_port}", db_url, env, logs
+            f"http://127.0.0.1:{rasa_port}",
+            f"http://127.0.0.1:{action_port}",
+            db_url,
+            env,
+            logs,
+            pids={"rasa": rasa.pid, "actions": actions.pid},
         )
     finally:
         _stop(rasa)

@@ -124,8 +124,12 @@ def fallback_chain(
 
 
 def _contact(session: Session, channel: str, address: str) -> ContactPoint | None:
+    """The contact point as the ledger has it now (sessions keep objects past a commit, and
+    another process may have marked it opted out or unreachable since it was loaded)."""
     return session.scalars(
-        select(ContactPoint).where(ContactPoint.channel == channel, ContactPoint.address == address)
+        select(ContactPoint)
+        .where(ContactPoint.channel == channel, ContactPoint.address == address)
+        .execution_options(populate_existing=True)
     ).first()
 
 
