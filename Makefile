@@ -82,6 +82,7 @@ bench: setup migrate train
 	$(VENV)/bin/python -m bench.bench_webhook_latency
 	$(CI_MODEL_ENV) $(ACUERDO) train && $(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_rasa
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_long_conversation
+	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_stuck_form
 
 # Known vulnerabilities in both environments, looked up in PyPI's JSON API (network needed,
 # so not part of `make test`). A package that could not be looked up fails the audit too,
