@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -56,6 +58,23 @@ def train(
     typer.echo(f"Model ready: {model}")
 
 
+def _read_password(prompt: str) -> str:
+    """A password from standard input (one line), or typed twice at a terminal."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=True))
+
+
+@contextmanager
+def _refused_as_exit(refusal: type[Exception]) -> Iterator[None]:
+    """A refusal of the ledger's (a bad name, a short password) is one red line, exit 1."""
+    try:
+        yield
+    except refusal as exc:
+        typer.secho(str(exc), err=True, fg="red")
+        raise typer.Exit(1) from None
+
+
 @agents_app.command("add")
 def agents_add(
     username: str,
@@ -66,17 +85,9 @@ def agents_add(
     from bot.db.engine import session_scope
 
     settings = settings_or_exit()
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if not sys.stdin.isatty()
-        else typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    )
-    try:
-        with session_scope(settings.database_url) as session:
-            create_console_user(session, settings.clock(), username, password, role)
-    except ConsoleUserError as exc:
-        typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(1) from None
+    password = _read_password("Password")
+    with _refused_as_exit(ConsoleUserError), session_scope(settings.database_url) as session:
+        create_console_user(session, settings.clock(), username, password, role)
     typer.echo(f"Created {role} '{username}'.")
 
 
@@ -87,17 +98,9 @@ def agents_password(username: str) -> None:
     from bot.db.engine import session_scope
 
     settings = settings_or_exit()
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if not sys.stdin.isatty()
-        else typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    )
-    try:
-        with session_scope(settings.database_url) as session:
-            set_password(session, settings.clock(), username, password)
-    except ConsoleUserError as exc:
-        typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(1) from None
+    password = _read_password("New password")
+    with _refused_as_exit(ConsoleUserError), session_scope(settings.database_url) as session:
+        set_password(session, settings.clock(), username, password)
     typer.echo(f"New password for '{username}'; every session of theirs has ended.")
 
 
@@ -108,12 +111,8 @@ def agents_deactivate(username: str) -> None:
     from bot.db.engine import session_scope
 
     settings = settings_or_exit()
-    try:
-        with session_scope(settings.database_url) as session:
-            deactivate_console_user(session, settings.clock(), username)
-    except ConsoleUserError as exc:
-        typer.secho(str(exc), err=True, fg="red")
-        raise typer.Exit(1) from None
+    with _refused_as_exit(ConsoleUserError), session_scope(settings.database_url) as session:
+        deactivate_console_user(session, settings.clock(), username)
     typer.echo(f"Deactivated '{username}'.")
 
 

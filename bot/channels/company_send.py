@@ -21,11 +21,11 @@ from bot.channels.company_template import company_info, company_template
 from bot.channels.fallback import (
     RENDERERS,
     CompanySend,
-    _contact,
-    _preferred,
-    _queue_on_chain,
-    _wrong_number,
+    contact_on,
     fallback_chain,
+    is_wrong_number,
+    preferred_contact,
+    queue_on_chain,
 )
 from bot.clock import Clock
 from bot.compliance.gate import Kind
@@ -57,7 +57,7 @@ class _Door:
         company: dict[str, Any],
         author: str,
     ) -> Queued:
-        contact = _contact(session, channel, address) or _new_contact(
+        contact = contact_on(session, channel, address) or _new_contact(
             session, clock, self.debtor, channel, address
         )
         return queue_company_message(
@@ -114,7 +114,7 @@ def send_company_message(
     wrong person gets nothing on any channel. The caller commits and wakes the outbox.
     """
     template = company_template(policy, template_name, variables, button_payloads)
-    contact = _preferred(session, debtor.id)
+    contact = preferred_contact(session, debtor.id)
     if contact is None:
         record_audit(
             session,
@@ -127,13 +127,13 @@ def send_company_message(
         )
         return CompanySend(message=None, channel=None, skipped=[("*", "no_contact_point")])
     address = contact.address
-    if _wrong_number(session, address):
+    if is_wrong_number(session, address):
         log.info("fallback.wrong_number", to=mask_phone(address))
         return CompanySend(message=None, channel=None, skipped=[("*", "wrong_number")])
     chain = fallback_chain(policy, contact.channel, channels)
     info = company_info(template, debtor_id=debtor.id, account_id=account_id)
     account = session.get(Account, account_id) if account_id is not None else None
-    result = _queue_on_chain(
+    result = queue_on_chain(
         session,
         clock,
         address=address,

@@ -103,7 +103,7 @@ def enabled_channels(settings: Settings) -> tuple[str, ...]:
     return tuple(channels)
 
 
-def _preferred(session: Session, debtor_id: int) -> ContactPoint | None:
+def preferred_contact(session: Session, debtor_id: int) -> ContactPoint | None:
     contacts = session.scalars(
         select(ContactPoint)
         .where(ContactPoint.debtor_id == debtor_id)
@@ -123,7 +123,7 @@ def fallback_chain(
     return [c for c in order if c in RENDERERS and (channels is None or c in channels)]
 
 
-def _contact(session: Session, channel: str, address: str) -> ContactPoint | None:
+def contact_on(session: Session, channel: str, address: str) -> ContactPoint | None:
     """The contact point as the ledger has it now (sessions keep objects past a commit, and
     another process may have marked it opted out or unreachable since it was loaded)."""
     return session.scalars(
@@ -133,7 +133,7 @@ def _contact(session: Session, channel: str, address: str) -> ContactPoint | Non
     ).first()
 
 
-def _wrong_number(session: Session, address: str) -> bool:
+def is_wrong_number(session: Session, address: str) -> bool:
     return (
         session.scalars(
             select(ContactPoint.id).where(
@@ -146,7 +146,7 @@ def _wrong_number(session: Session, address: str) -> bool:
 
 def _skip_reason(session: Session, channel: str, address: str) -> str | None:
     """Why ``channel`` cannot carry a company message to ``address`` now (None: it can)."""
-    contact = _contact(session, channel, address)
+    contact = contact_on(session, channel, address)
     if contact is None:
         return None
     if contact.opted_out_at is not None:
@@ -224,7 +224,7 @@ def _queue(
     return first
 
 
-def _queue_on_chain(
+def queue_on_chain(
     session: Session,
     clock: Clock,
     *,
@@ -286,7 +286,7 @@ def mark_unreachable(
     session: Session, clock: Clock, conversation: Conversation, reason: str | None
 ) -> ContactPoint:
     """Record that ``conversation``'s channel cannot deliver to its address."""
-    contact = _contact(session, conversation.channel, conversation.address)
+    contact = contact_on(session, conversation.channel, conversation.address)
     if contact is None:
         contact = ContactPoint(
             debtor_id=conversation.debtor_id,
@@ -364,10 +364,10 @@ class ChannelFallback:
         refusal = self._refusal(session, info, payload, contact, hop)
         if refusal is not None:
             result.skipped.append(("*", refusal))
-        elif debtor is not None and not _wrong_number(session, conversation.address):
+        elif debtor is not None and not is_wrong_number(session, conversation.address):
             # Keys other code put on the row (campaign markers, send-before) travel along.
             carried = {k: v for k, v in payload.items() if k not in _ROW_OWN_KEYS}
-            result = _queue_on_chain(
+            result = queue_on_chain(
                 session,
                 self._clock,
                 address=conversation.address,
