@@ -121,9 +121,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def start_stack(workdir: Path, **extra_env: str) -> Iterator[RasaStack]:
+def start_stack(
+    workdir: Path, *, rasa_prelude: str | None = None, **extra_env: str
+) -> Iterator[RasaStack]:
     """Seed a ledger in ``workdir`` and run the action server and Rasa on it (``extra_env``
-    adds or overrides settings, e.g. ``ACUERDO_POLICY_FILE``)."""
+    adds or overrides settings, e.g. ``ACUERDO_POLICY_FILE``). ``rasa_prelude``: Python run
+    inside the Rasa process before ``rasa run`` starts (a test's instrument, e.g. a counter
+    around one graph component); the command line is the same."""
     config = os.environ.get("ACUERDO_TRAIN_CONFIG", "config_ci.yml")
     override = os.environ.get("ACUERDO_TEST_MODEL")  # a model file to test instead (development)
     model = Path(override) if override else latest_model(REPO_ROOT, config)
@@ -159,8 +163,13 @@ def start_stack(workdir: Path, **extra_env: str) -> Iterator[RasaStack]:
         stdout=(logs / "actions.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
         stderr=subprocess.STDOUT,
     )
+    command = serve_command(REPO_ROOT, model, port=rasa_port, token=STACK_TOKEN)
+    if rasa_prelude is not None:
+        starter = "import sys\nfrom rasa.__main__ import main\nsys.argv[0] = 'rasa'\nmain()\n"
+        python = REPO_ROOT / ".venv-rasa" / "bin" / "python"
+        command = [str(python), "-c", rasa_prelude + "\n" + starter, *command[1:]]
     rasa = subprocess.Popen(
-        serve_command(REPO_ROOT, model, port=rasa_port, token=STACK_TOKEN),
+        command,
         cwd=REPO_ROOT,
         env=env,
         stdout=(logs / "rasa.log").open("wb"),  # noqa: SIM115 (lives as long as the process)
