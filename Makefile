@@ -83,6 +83,7 @@ bench: setup migrate train
 	$(CI_MODEL_ENV) $(ACUERDO) train && $(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_rasa
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_long_conversation
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_stuck_form
+	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_taps
 
 # Known vulnerabilities in both environments, looked up in PyPI's JSON API (network needed,
 # so not part of `make test`). A package that could not be looked up fails the audit too,

@@ -3,6 +3,13 @@
     python -m bench.bench_e2e                         # 50 debtors, single and scaled topology
     python -m bench.bench_e2e --topology scaled       # PostgreSQL + Redis, 2 gateways, 2 Rasa
     python -m bench.bench_e2e --smoke                 # 8 debtors, 5 turns, single (CI)
+    python -m bench.bench_e2e --script typed          # every message typed, no taps
+
+The debtors tap the options the assistant offers where a WhatsApp user would (3 of the 9
+messages of ``tests/load.py``'s ``TAPPING_SCRIPT``: "Consultar saldo", "Pagar ahora",
+"OXXO"); bare Rasa gets the tap's payload as its text, as a client of Rasa's REST channel
+sends it. After the 50-debtor runs, the single topology runs again with 10 debtors: 50 in a
+closed loop measure queueing, 10 measure the product.
 
 1. **Baseline**: the same model in a bare ``rasa run`` (no gateway, no action server), N
    senders each posting the scripted conversation to Rasa's REST channel, one message after
@@ -34,7 +41,7 @@ from bench.profiling import Profilers
 from bot.domain.phones import whatsapp_id
 from bot.engine.training import latest_model, rasa_env
 from tests.graph_stub import GraphStub
-from tests.load import SCRIPT, LoadDriver, collect, summary
+from tests.load import SCRIPT, TAP_TITLES, TAPPING_SCRIPT, LoadDriver, collect, summary
 from tests.topology import REPO_ROOT, Service, Topology, free_port, load_debtors
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
@@ -175,6 +182,7 @@ def run_e2e(
     elapsed = result.finished - result.started
     return {
         "topology": "scaled" if scaled else "single",
+        "debtors": debtors,
         "processes": sorted(peaks),
         "startup_seconds": round(startup, 1),
         "messages": len(result.sent),
@@ -198,7 +206,7 @@ def run_e2e(
 
 
 COLUMNS = ("run", "msg/s", "ratio", "p50", "p95", "p99", "ack p50", "ack p99", "RSS MiB", "errors")
-WIDTHS = (22, 8, 7, 8, 8, 8, 9, 9, 9, 8)
+WIDTHS = (28, 8, 7, 8, 8, 8, 9, 9, 9, 8)
 
 
 def _row(values: tuple[object, ...]) -> str:
@@ -206,6 +214,11 @@ def _row(values: tuple[object, ...]) -> str:
     return f"{first!s:<{WIDTHS[0]}}" + "".join(
         f"{value!s:>{width}}" for value, width in zip(rest, WIDTHS[1:], strict=True)
     )
+
+
+def _run_name(run: dict[str, Any]) -> str:
+    name = f"gateway {run['topology']}"
+    return f"{name}, {run['debtors']} debtors" if run.get("light") else name
 
 
 def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -> None:
@@ -235,7 +248,7 @@ def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -
         print(
             _row(
                 (
-                    f"gateway {run['topology']}",
+                    _run_name(run),
                     run["messages_per_second"],
                     f"{run['ratio']:.2f}",
                     lat["p50"],
@@ -268,9 +281,15 @@ def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--debtors", type=int, default=50)
-    parser.add_argument("--turns", type=int, default=len(SCRIPT))
+    parser.add_argument("--turns", type=int, default=2 * len(SCRIPT))
     parser.add_argument("--topology", choices=("single", "scaled", "both"), default="both")
     parser.add_argument("--smoke", action="store_true", help="8 debtors, 5 turns, single")
+    parser.add_argument(
+        "--script", choices=("taps", "typed"), default="taps", help="tap the offered options"
+    )
+    parser.add_argument(
+        "--light-debtors", type=int, default=10, help="the extra single run's debtors (0: none)"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="sample every process with py-spy during the run"
     )
@@ -285,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     if model is None:
         print(f"No trained model for {args.config}: run 'acuerdo train' first.", file=sys.stderr)
         return 1
-    script = (SCRIPT * (args.turns // len(SCRIPT) + 1))[: args.turns]
+    base = TAPPING_SCRIPT if args.script == "taps" else SCRIPT
+    script = (base * (args.turns // len(base) + 1))[: args.turns]
+    taps = sum(text in TAP_TITLES for text in script)
     senders = [whatsapp_id(a.phone) for a in load_debtors(args.debtors, prefix="+52554")]
     workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-e2e-"))
     baseline = run_baseline(model, senders, script, workdir)
@@ -302,7 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(run)
+    if args.light_debtors and not args.smoke and args.topology != "scaled":
+        light = run_e2e(
+            model, args.light_debtors, script, False, workdir / "light", rasa_nice=args.rasa_nice
+        )
+        light["light"] = True
+        light["ratio"] = round(light["messages_per_second"] / baseline["messages_per_second"], 2)
+        runs.append(light)
     _print(baseline, runs, args.debtors)
+    print(f"  taps: {taps} of the {len(script)} messages of each debtor ({args.script} script)")
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {
@@ -313,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": model.name,
         "debtors": args.debtors,
         "turns": args.turns,
+        "script": args.script,
+        "taps_per_debtor": taps,
         "baseline_bare_rasa": baseline,
         "end_to_end": runs,
     }

@@ -44,6 +44,26 @@ SCRIPT = [
     "muchas gracias",
 ]
 
+# The same conversation as a debtor on WhatsApp has it: the options the assistant offers are
+# tapped, not typed ("Consultar saldo", "Pagar ahora", "OXXO"). A script entry that is a
+# payload of the domain's buttons is sent as a reply-button tap carrying that payload.
+TAP_TITLES = {
+    "/ask_balance": "Consultar saldo",
+    "/request_payment_code": "Pagar ahora",
+    '/inform{"payment_method": "oxxo"}': "OXXO",
+}
+TAPPING_SCRIPT = [
+    "hola buenas tardes",
+    "/ask_balance",
+    "15/03/1985",
+    "por que me cobran intereses?",
+    "/request_payment_code",
+    '/inform{"payment_method": "oxxo"}',
+    "500",
+    "te pago 1000 el viernes",
+    "muchas gracias",
+]
+
 
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
@@ -53,6 +73,16 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def webhook_body(wa_id: str, wamid: str, text: str, name: str = "Deudor Carga") -> bytes:
+    if text in TAP_TITLES:  # a tapped reply button: its id is the payload we wrote
+        message: dict[str, object] = {
+            "type": "interactive",
+            "interactive": {
+                "type": "button_reply",
+                "button_reply": {"id": text, "title": TAP_TITLES[text]},
+            },
+        }
+    else:
+        message = {"type": "text", "text": {"body": text}}
     value = {
         "messaging_product": "whatsapp",
         "metadata": {
@@ -65,8 +95,7 @@ def webhook_body(wa_id: str, wamid: str, text: str, name: str = "Deudor Carga") 
                 "from": wa_id,
                 "id": wamid,
                 "timestamp": str(int(time.time())),
-                "type": "text",
-                "text": {"body": text},
+                **message,
             }
         ],
     }
