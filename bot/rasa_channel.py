@@ -38,7 +38,7 @@ from rasa.shared.nlu.constants import (
     PREDICTED_CONFIDENCE_KEY,
     TEXT,
 )
-from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.message import Message as NluMessage  # not our ledger row
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
@@ -53,7 +53,7 @@ def payload_parse(text: str, domain: Domain) -> dict[str, Any] | None:
     if not text.strip().startswith(INTENT_MESSAGE_PREFIX):
         return None
     unpacked = YAMLStoryReader.unpack_regex_message(
-        Message({TEXT: text}), domain, entity_extractor_name=PAYLOAD_EXTRACTOR
+        NluMessage({TEXT: text}), domain, entity_extractor_name=PAYLOAD_EXTRACTOR
     )
     if not (unpacked.get(INTENT) or {}).get(INTENT_NAME_KEY):
         return None  # not a payload of ours: the graph reads it as text
