@@ -36,6 +36,7 @@ from bot.channels.rcs_parse import (
 from bot.channels.rcs_render import render_rcs
 from bot.config import SANDBOX_RCS_AGENT_ID, SANDBOX_RCS_CLIENT_TOKEN, Settings, SettingsError
 from bot.domain.phones import normalize_phone
+from bot.outbound_http import async_client
 
 log = structlog.get_logger("acuerdo.rcs")
 
@@ -111,7 +112,7 @@ class RcsAdapter:
         self._client_token = client_token
         self._base = api_base_url.rstrip("/")
         self._tokens = tokens
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+        self._client = async_client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
 
     @property
     def client_token(self) -> str:

@@ -28,6 +28,7 @@ from bot.channels.labels import channel_labels
 from bot.channels.text_limits import split_text
 from bot.config import Settings
 from bot.domain.phones import normalize_phone
+from bot.outbound_http import async_client
 
 CHANNEL = "sms"
 DEFAULT_TWILIO_BASE = "https://api.twilio.com/2010-04-01"
@@ -74,7 +75,7 @@ class TwilioSms:
     ) -> None:
         self._url = f"{api_base_url.rstrip('/')}/Accounts/{account_sid}/Messages.json"
         self._sender = sender
-        self._client = httpx.AsyncClient(
+        self._client = async_client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             auth=(account_sid, auth_token),
         )

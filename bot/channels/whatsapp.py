@@ -29,6 +29,7 @@ from bot.channels.whatsapp_media import fetch_media
 from bot.channels.whatsapp_parse import CHANNEL, parse_whatsapp_delivery
 from bot.channels.whatsapp_render import render_whatsapp
 from bot.domain.phones import whatsapp_id
+from bot.outbound_http import async_client
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 SERVICE_WINDOW = timedelta(hours=24)
@@ -106,7 +107,7 @@ class WhatsAppAdapter:
         self._phone_number_id = phone_number_id
         self._api_base_url = api_base_url.rstrip("/")
         self._messages_url = f"{api_base_url.rstrip('/')}/{phone_number_id}/messages"
-        self._client = httpx.AsyncClient(
+        self._client = async_client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Authorization": f"Bearer {access_token}"},
         )

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import structlog
 
+from bot.outbound_http import async_client
+
 log = structlog.get_logger("acuerdo.rasa")
 
 # How long a server that refused a connection or died mid-request is passed over.
@@ -102,9 +104,7 @@ class RasaClient:
         # ``token`` parameter for Rasa's HTTP API (``rasa run --auth-token``).
         self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=5.0), headers=headers
-        )
+        self._client = async_client(timeout=httpx.Timeout(timeout, connect=5.0), headers=headers)
         self._actions_health = _SharedHealthCheck(self.actions_ready)
 
     def _order(self, sender: str) -> list[int]:
