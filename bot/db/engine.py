@@ -14,6 +14,8 @@ import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.db.sqlite_writes import SerializedWritesConnection
+
 log = structlog.get_logger("acuerdo.db")
 
 # How long opening a PostgreSQL connection keeps trying while the server is down (a restart,
@@ -57,7 +59,11 @@ def make_engine(url: str) -> Engine:
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        kwargs["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": 30,
+            "factory": SerializedWritesConnection,  # writers hand over without sleeping
+        }
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "postgresql" and connect_patience() > 0:
         _patient_connect(engine, connect_patience())

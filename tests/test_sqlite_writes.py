@@ -1,0 +1,129 @@
+"""One writer at a time per process on a SQLite file (bot/db/sqlite_writes.py), on real files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.db.engine import make_engine
+from bot.db.sqlite_writes import SerializedWritesConnection
+
+
+def _connect(path: Path, timeout: float = 5.0) -> SerializedWritesConnection:
+    connection = sqlite3.connect(
+        path, timeout=timeout, check_same_thread=False, factory=SerializedWritesConnection
+    )
+    assert isinstance(connection, SerializedWritesConnection)
+    return connection
+
+
+@pytest.fixture()
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, note TEXT UNIQUE)")
+    setup.commit()
+    setup.close()
+    return path
+
+
+def _write_in_thread(path: Path, note: str, done: threading.Event, errors: list[str]) -> None:
+    connection = _connect(path)
+    try:
+        connection.cursor().execute("INSERT INTO rows (note) VALUES (?)", (note,))
+        connection.commit()
+    except sqlite3.Error as exc:
+        errors.append(str(exc))
+    finally:
+        connection.close()
+        done.set()
+
+
+def test_a_second_writer_waits_for_the_first_and_goes_on_when_it_commits(database: Path) -> None:
+    first = _connect(database)
+    first.cursor().execute("INSERT INTO rows (note) VALUES ('first')")
+    done, errors = threading.Event(), []
+    writer = threading.Thread(target=_write_in_thread, args=(database, "second", done, errors))
+    writer.start()
+    assert not done.wait(0.3)  # still waiting: the first transaction is open
+    first.commit()
+    assert done.wait(10), "the second writer never got the lock"
+    writer.join()
+    assert errors == []
+    notes = [n for (n,) in first.cursor().execute("SELECT note FROM rows ORDER BY id")]
+    assert notes == ["first", "second"]
+
+
+def test_readers_never_wait_for_a_writer(database: Path) -> None:
+    writer = _connect(database)
+    writer.cursor().execute("INSERT INTO rows (note) VALUES ('uncommitted')")
+    reader = _connect(database, timeout=0.2)
+    assert reader.cursor().execute("SELECT count(*) FROM rows").fetchone() == (0,)
+    writer.commit()
+    assert reader.cursor().execute("SELECT count(*) FROM rows").fetchone() == (1,)
+
+
+def test_a_writer_that_never_ends_gets_the_database_is_locked_error_not_a_hang(
+    database: Path,
+) -> None:
+    holder = _connect(database)
+    holder.cursor().execute("INSERT INTO rows (note) VALUES ('held')")
+    waiter = _connect(database, timeout=0.3)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        waiter.cursor().execute("INSERT INTO rows (note) VALUES ('never')")
+    holder.rollback()
+    waiter.cursor().execute("INSERT INTO rows (note) VALUES ('now')")  # free again
+    waiter.commit()
+
+
+def test_a_failed_first_write_and_a_rollback_give_the_lock_back(database: Path) -> None:
+    connection = _connect(database)
+    connection.cursor().execute("INSERT INTO rows (note) VALUES ('taken')")
+    connection.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        connection.cursor().execute("INSERT INTO rows (note) VALUES ('taken')")
+    connection.rollback()
+    other = _connect(database, timeout=0.3)
+    other.cursor().execute("INSERT INTO rows (note) VALUES ('free')")  # would time out
+    other.commit()
+
+
+def test_autocommit_statements_do_not_keep_the_lock(database: Path) -> None:
+    connection = _connect(database)
+    connection.isolation_level = None  # what SQLAlchemy's AUTOCOMMIT level sets
+    connection.cursor().execute("INSERT INTO rows (note) VALUES ('auto')")
+    other = _connect(database, timeout=0.3)
+    other.cursor().execute("INSERT INTO rows (note) VALUES ('next')")
+    other.commit()
+
+
+def test_the_ledger_engine_uses_it_and_sessions_write_concurrently(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'acuerdo.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE hits (n INTEGER)"))
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            for n in range(50):
+                with engine.begin() as connection:
+                    connection.execute(text("INSERT INTO hits (n) VALUES (:n)"), {"n": n})
+                    connection.execute(text("UPDATE hits SET n = n + 1 WHERE n = :n"), {"n": n})
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM hits")).scalar() == 400
+        raw = connection.connection.dbapi_connection
+        assert isinstance(raw, SerializedWritesConnection)
