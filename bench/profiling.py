@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Protocol
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-OUR_CODE = (f"{REPO_ROOT}/bot/", f"{REPO_ROOT}/actions/")
+# py-spy names a module by the path it was imported from: absolute, or relative to the
+# working directory (the repository, for the gateway).
+OUR_CODE = (f"{REPO_ROOT}/bot/", f"{REPO_ROOT}/actions/", " (bot/", " (actions/")
 TOP = 8
 
 
@@ -44,10 +46,12 @@ class Profilers:
         directory: Path,
         rate: int = 67,
         native: tuple[str, ...] = ("rasa",),
+        blocking: bool = False,
     ) -> None:
         """``native``: processes (by name prefix) whose time outside Python counts too
         (TensorFlow in Rasa); the others are sampled only while they hold the GIL, which
-        leaves out threads that merely wait."""
+        leaves out threads that merely wait. ``blocking``: pause the process for each
+        sample, for whole stacks (a running process's are sometimes torn) at some cost."""
         directory.mkdir(parents=True, exist_ok=True)
         self.files: dict[str, Path] = {}
         self._children: list[subprocess.Popen[bytes]] = []
@@ -61,7 +65,8 @@ class Profilers:
                         "record",
                         "--pid",
                         str(process.pid),
-                        "--nonblocking",
+                        *([] if blocking else ["--nonblocking"]),
+                        *([] if process.name.startswith(native) else ["--gil"]),
                         "--function",
                         "--format",
                         "raw",

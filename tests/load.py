@@ -142,8 +142,13 @@ class LoadDriver:
         delivery_deadline: float = 120.0,
         seed: int = 7,
         run_id: str | None = None,
+        replies_per_turn: int = 1,
     ) -> None:
         self.gateway_urls = gateway_urls
+        # A turn is answered once this many sends reached the debtor (the stand-in Rasa's
+        # bubbles per turn); the real bot's vary, so it waits for the first.
+        self.replies_per_turn = replies_per_turn
+        self._replies: dict[str, int] = {}
         self.graph = graph
         self.reply_timeout = reply_timeout
         self.duplicate_rate = duplicate_rate
@@ -157,9 +162,13 @@ class LoadDriver:
     # -- replies ----------------------------------------------------------------------
     def _accepted(self, request: GraphRequest) -> None:  # called in the stub's threads
         wa_id = str(request.body.get("to", ""))
-        event = self._events.get(wa_id)
-        if event is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(event.set)
+        if wa_id in self._events and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._count_reply, wa_id)
+
+    def _count_reply(self, wa_id: str) -> None:  # in the driver's loop
+        self._replies[wa_id] = self._replies.get(wa_id, 0) + 1
+        if self._replies[wa_id] >= self.replies_per_turn:
+            self._events[wa_id].set()
 
     # -- deliveries -------------------------------------------------------------------
     async def deliver(self, client: httpx.AsyncClient, raw: bytes, sent: Sent | None) -> bool:
@@ -207,6 +216,7 @@ class LoadDriver:
             result.sent.append(sent)
             raw = webhook_body(wa_id, sent.wamid, text)
             event.clear()
+            self._replies[wa_id] = 0
             if not await self.deliver(client, raw, sent):
                 result.delivery_errors.append(f"{wa_id} turn {turn}: never accepted")
                 continue

@@ -23,8 +23,10 @@ def echo(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class RasaStandIn:
-    def __init__(self, responder: Responder = echo) -> None:
+    def __init__(self, responder: Responder = echo, *, keep_alive: bool = False) -> None:
         self.responder = responder
+        # HTTP/1.1 keep-alive, as Sanic answers (for the benchmarks; see GraphStub).
+        self.keep_alive = keep_alive
         self.requests: list[dict[str, Any]] = []  # every webhook call, answered or not
         self.answered: list[dict[str, Any]] = []
         self.rasa_down = False  # webhook answers 503
@@ -59,6 +61,8 @@ class RasaStandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if standin.keep_alive else "HTTP/1.0"
+
             def log_message(self, *_args: Any) -> None:
                 pass
 
