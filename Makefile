@@ -80,6 +80,7 @@ bench: setup migrate train
 	$(VENV)/bin/python -m bench.bench_import
 	$(VENV)/bin/python -m bench.bench_e2e
 	$(VENV)/bin/python -m bench.bench_webhook_latency
+	$(VENV)/bin/python -m bench.bench_gateway
 	$(CI_MODEL_ENV) $(ACUERDO) train && $(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_rasa
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_long_conversation
 	$(CI_MODEL_ENV) $(VENV)/bin/python -m bench.bench_stuck_form
