@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bot.clock import wall_clock_utc
 from bot.db.models import Message
@@ -97,9 +98,74 @@ class Claim:
     attempts: int
 
 
-# Another look at the messages table, for "the earliest unfinished row of its conversation".
-# Built once: an alias's columns cost far more to build than the whole query (profiled).
-_EARLIER = aliased(Message)
+# The hot statements are Core statements on the table, built once with bound parameters:
+# building an ORM statement per call, and the ORM's bulk-UPDATE preparation, cost more than
+# running it (profiled: docs/performance.md, "The gateway's statements").
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_EARLIER = _MESSAGES.alias("earlier")
+
+
+@lru_cache(maxsize=64)
+def _claim_query(
+    direction: str,
+    unfinished: tuple[str, ...],
+    skip_channels: tuple[str, ...],
+    limit: int,
+    lock: bool,
+) -> Select[Any]:
+    """Claimable rows: the earliest unfinished of their conversation, back-off over."""
+    m, earlier = _MESSAGES.c, _EARLIER.c
+    earliest_unfinished = (
+        select(func.min(earlier.id))
+        .where(
+            earlier.conversation_id == m.conversation_id,
+            earlier.direction == direction,
+            earlier.status.in_(unfinished),
+        )
+        .scalar_subquery()
+    )
+    query = (
+        select(m.id, m.attempts, m.status)
+        .where(
+            m.direction == direction,
+            m.status.in_(unfinished),
+            m.id == earliest_unfinished,
+            or_(m.next_attempt_at.is_(None), m.next_attempt_at <= bindparam("now")),
+        )
+        .order_by(m.id)
+        .limit(limit)
+    )
+    if skip_channels:
+        query = query.where(m.channel.not_in(skip_channels))
+    if lock:
+        query = query.with_for_update(skip_locked=True, of=_MESSAGES)
+    return query
+
+
+@lru_cache(maxsize=32)
+def _fenced_update(columns: tuple[str, ...]) -> Update:
+    m = _MESSAGES.c
+    return (
+        update(_MESSAGES)
+        .where(
+            m.id == bindparam("fence_id"),
+            m.attempts == bindparam("fence_attempts"),
+            m.status == bindparam("fence_status"),
+        )
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
+
+
+def fenced_update(
+    session: Session, claim: Claim, claimed_status: str, values: Mapping[str, Any]
+) -> bool:
+    """Set ``values`` on the claimed row if ``claim`` still holds it (the caller commits)."""
+    params = {f"new_{name}": value for name, value in values.items()}
+    params.update(
+        fence_id=claim.message_id, fence_attempts=claim.attempts, fence_status=claimed_status
+    )
+    result = session.connection().execute(_fenced_update(tuple(sorted(values))), params)
+    return result.rowcount == 1
 
 
 def claim_rows(
@@ -117,49 +183,21 @@ def claim_rows(
     if limit <= 0:
         return []
     now = scheduling_now()
-    earlier = _EARLIER
-    earliest_unfinished = (
-        select(func.min(earlier.id))
-        .where(
-            earlier.conversation_id == Message.conversation_id,
-            earlier.direction == direction,
-            earlier.status.in_(unfinished),
-        )
-        .scalar_subquery()
-    )
-    query = (
-        select(Message.id, Message.attempts, Message.status)
-        .where(
-            Message.direction == direction,
-            Message.status.in_(unfinished),
-            Message.id == earliest_unfinished,
-            or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
-        )
-        .order_by(Message.id)
-        .limit(limit)
-    )
-    if skip_channels:
-        query = query.where(Message.channel.not_in(skip_channels))
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Message)
-    candidates = session.execute(query).all()
+    connection = session.connection()
+    lock = connection.dialect.name == "postgresql"
+    query = _claim_query(direction, tuple(unfinished), tuple(skip_channels), limit, lock)
+    candidates = connection.execute(query, {"now": now}).all()
     claims = []
     for message_id, attempts, status in candidates:
-        result = session.execute(
-            update(Message)
-            .where(
-                Message.id == message_id,
-                Message.attempts == attempts,
-                Message.status == status,
-            )
-            .values(
-                status=claimed_status,
-                attempts=attempts + 1,
-                next_attempt_at=now + lease,
-            )
+        claim = Claim(message_id, attempts + 1)
+        taken = fenced_update(
+            session,
+            Claim(message_id, attempts),
+            status,
+            {"status": claimed_status, "attempts": attempts + 1, "next_attempt_at": now + lease},
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            claims.append(Claim(message_id, attempts + 1))
+        if taken:
+            claims.append(claim)
     session.commit()
     return claims
 
@@ -177,17 +215,18 @@ def release_after(
     session: Session, claim: Claim, claimed_status: str, back_to: str, delay: float, error: str
 ) -> bool:
     """Put a claimed row back to ``back_to`` to be retried after ``delay`` seconds."""
-    result = session.execute(
-        update(Message)
-        .where(*fenced(claim, claimed_status))  # type: ignore[arg-type]
-        .values(
-            status=back_to,
-            next_attempt_at=scheduling_now() + timedelta(seconds=delay),
-            error_code=error[:32],
-        )
+    released = fenced_update(
+        session,
+        claim,
+        claimed_status,
+        {
+            "status": back_to,
+            "next_attempt_at": scheduling_now() + timedelta(seconds=delay),
+            "error_code": error[:32],
+        },
     )
     session.commit()
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return released
 
 
 def earliest_due(

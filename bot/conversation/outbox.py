@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,7 @@ from bot.conversation.claims import (
     claim_rows,
     earliest_due,
     fenced,
+    fenced_update,
     persist_patiently,
     release_after,
     scheduling_now,
@@ -237,33 +238,35 @@ class Outbox:
 
     def _finish(self, claim: Claim, status: str, **values: Any) -> bool:
         with self._sessions() as session:
-            result = session.execute(
-                update(Message)
-                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-                .values(
-                    status=status,
-                    next_attempt_at=None,
-                    updated_at=self._clock.now_utc(),
+            finished = fenced_update(
+                session,
+                claim,
+                OutboundStatus.SENDING,
+                {
+                    "status": status,
+                    "next_attempt_at": None,
+                    "updated_at": self._clock.now_utc(),
                     **values,
-                )
+                },
             )
             session.commit()
-            return result.rowcount == 1  # type: ignore[attr-defined]
+            return finished
 
     def _record_sent(self, claim: Claim, external_id: str | None) -> tuple[bool, int]:
         """Mark the claimed row sent with the channel's id for it, and apply any receipt
         for that id that arrived before this record (see ``bot/conversation/inbox.py``)."""
         with self._sessions() as session:
-            result = session.execute(
-                update(Message)
-                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-                .values(
-                    status=OutboundStatus.SENT,
-                    external_id=external_id,
-                    error_code=None,
-                    next_attempt_at=None,
-                    updated_at=self._clock.now_utc(),
-                )
+            recorded = fenced_update(
+                session,
+                claim,
+                OutboundStatus.SENDING,
+                {
+                    "status": OutboundStatus.SENT,
+                    "external_id": external_id,
+                    "error_code": None,
+                    "next_attempt_at": None,
+                    "updated_at": self._clock.now_utc(),
+                },
             )
             receipts = 0
             if external_id:
@@ -275,7 +278,7 @@ class Outbox:
                     on_undeliverable=self._on_undeliverable,
                 )
             session.commit()
-            return result.rowcount == 1, receipts  # type: ignore[attr-defined]
+            return recorded, receipts
 
     def release_due(self) -> int:
         """Hand the scheduled rows to the ``release_due`` hook; at most every few seconds."""

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import (
@@ -36,6 +36,7 @@ from bot.conversation.claims import (
     claim_rows,
     earliest_due,
     fenced,
+    fenced_update,
     persist_patiently,
     release_after,
 )
@@ -180,17 +181,18 @@ class Pipeline:
     ) -> bool:
         """Mark the message handled and queue its replies, atomically, if still ours."""
         with self._sessions() as session:
-            result = session.execute(
-                update(Message)
-                .where(*fenced(claim, InboundStatus.PROCESSING))  # type: ignore[arg-type]
-                .values(
-                    status=status,
-                    next_attempt_at=None,
-                    error_code=error,
-                    updated_at=self._clock.now_utc(),
-                )
+            done = fenced_update(
+                session,
+                claim,
+                InboundStatus.PROCESSING,
+                {
+                    "status": status,
+                    "next_attempt_at": None,
+                    "error_code": error,
+                    "updated_at": self._clock.now_utc(),
+                },
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if not done:
                 session.rollback()
                 log.warning("pipeline.lease_lost", message_id=job.message_id)
                 return False

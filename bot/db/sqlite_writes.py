@@ -47,7 +47,7 @@ class SerializedWritesConnection(sqlite3.Connection):
         self._wait_seconds = float(kwargs.get("timeout", args[0] if args else 5.0))
         self._holding = False
 
-    def cursor(self, factory: Any = None) -> sqlite3.Cursor:
+    def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or SerializedWritesCursor)
 
     def before(self, sql: str) -> None:
