@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -271,19 +271,37 @@ def _park(session: Session, status: StatusUpdate) -> None:
     log.info("inbox.status_parked", channel=status.channel, status=status.status)
 
 
+_EARLY = EarlyStatus.__table__.c
+# Built once (see bot/conversation/claims.py): is anything parked for this send?
+_PARKED_FOR_SEND = (
+    select(_EARLY.id)
+    .where(_EARLY.channel == bindparam("channel"), _EARLY.external_id == bindparam("external_id"))
+    .limit(1)
+)
+
+
 def apply_early_statuses(
     session: Session,
     clock: Clock,
     *,
     external_id: str | None = None,
+    channel: str | None = None,
     on_window_closed: WindowClosedHandler | None = None,
     on_undeliverable: UndeliverableHandler | None = None,
 ) -> int:
-    """Apply parked receipts whose send is now recorded (only ``external_id``'s, if given),
-    and drop those parked longer than :data:`EARLY_STATUS_TTL`. The caller commits.
+    """Apply parked receipts whose send is now recorded (only ``external_id``'s, if given,
+    on ``channel``), and drop those parked longer than :data:`EARLY_STATUS_TTL`. The caller
+    commits.
 
     Returns how many receipts changed an outbound row.
     """
+    if external_id is not None and channel is not None:
+        # The common case, every send: nothing parked for it. One cheap look first.
+        found = session.connection().execute(
+            _PARKED_FOR_SEND, {"channel": channel, "external_id": external_id}
+        )
+        if found.first() is None:
+            return 0
     query = select(EarlyStatus).join(
         Message,
         and_(

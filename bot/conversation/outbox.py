@@ -252,7 +252,7 @@ class Outbox:
             session.commit()
             return finished
 
-    def _record_sent(self, claim: Claim, external_id: str | None) -> tuple[bool, int]:
+    def _record_sent(self, claim: Claim, channel: str, external_id: str | None) -> tuple[bool, int]:
         """Mark the claimed row sent with the channel's id for it, and apply any receipt
         for that id that arrived before this record (see ``bot/conversation/inbox.py``)."""
         with self._sessions() as session:
@@ -274,6 +274,7 @@ class Outbox:
                     session,
                     self._clock,
                     external_id=external_id,
+                    channel=channel,
                     on_window_closed=self.hold_in_session,
                     on_undeliverable=self._on_undeliverable,
                 )
@@ -400,6 +401,7 @@ class Outbox:
         recorded, receipts = await persist_patiently(
             self._record_sent,
             claim,
+            job.channel,
             result.external_id,
             budget=self._tuning.lease_seconds / 2,
             what="outbox.record_sent",

@@ -11,13 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bot.channels.base import (
     CONVERSATIONAL_KINDS,
@@ -35,21 +32,20 @@ from bot.conversation.claims import (
     InboundStatus,
     claim_rows,
     earliest_due,
-    fenced,
     fenced_update,
     persist_patiently,
     release_after,
 )
-from bot.conversation.inbox import STOP_REQUEST
+from bot.conversation.jobs import InboundJob, load_inbound_job
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.outbox import enqueue
 from bot.conversation.rasa import RasaClient, RasaRejected, RasaUnavailable
-from bot.conversation.rate_limit import RATE_LIMITED, RateDecision, rate_decision
+from bot.conversation.rate_limit import RATE_LIMITED
 from bot.conversation.replies import Replies
 from bot.conversation.responses import outbound_from_rasa
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
-from bot.db.models import Conversation, ConversationState, Direction, Message
+from bot.db.models import Conversation, Direction
 from bot.domain.audit import record_audit
 from bot.domain.phones import mask_phone
 
@@ -57,41 +53,6 @@ log = structlog.get_logger("acuerdo.pipeline")
 
 # A turn that produced no reply is tried this many times before silence is accepted.
 EMPTY_TURN_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class _Job:
-    message_id: int
-    conversation_id: int
-    channel: str
-    kind: str
-    text: str | None
-    reply_id: str | None
-    external_id: str | None
-    sender: str
-    profile_name: str | None
-    agent_holds: bool
-    menu: tuple[str, ...]  # payloads of the last numbered menu sent to this person
-    emoji: str | None
-    rate: RateDecision  # over the conversation's rate limit: not answered (tell them once)
-    stop_request: bool = False  # a stop word: opted out when stored; confirmed, never skipped
-
-
-def _menu_payloads(session: Session, conversation_id: int, before_id: int) -> tuple[str, ...]:
-    last = session.scalars(
-        select(Message)
-        .where(
-            Message.conversation_id == conversation_id,
-            Message.direction == Direction.OUT.value,
-            Message.id < before_id,
-        )
-        .order_by(Message.id.desc())
-        .limit(1)
-    ).first()
-    options = (last.payload or {}).get("options") if last is not None else None
-    if not isinstance(options, list):
-        return ()
-    return tuple(str(option.get("payload", "")) for option in options if isinstance(option, dict))
 
 
 class Pipeline:
@@ -136,44 +97,19 @@ class Pipeline:
             return earliest_due(session, Direction.IN.value, INBOUND_UNFINISHED)
 
     # -- database steps (worker threads) --------------------------------------------------
-    def _load(self, claim: Claim) -> _Job | None:
+    def _load(self, claim: Claim) -> InboundJob | None:
         with self._sessions() as session:
-            row = session.execute(
-                select(Message, Conversation)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(*fenced(claim, InboundStatus.PROCESSING))  # type: ignore[arg-type]
-            ).first()
-            if row is None:
-                return None
-            message, conversation = row
-            payload = message.payload or {}
-            details = payload.get("details") or {}
-            return _Job(
-                message_id=message.id,
-                conversation_id=conversation.id,
-                channel=message.channel,
-                kind=message.kind,
-                text=message.text,
-                reply_id=payload.get("reply_id"),
-                external_id=message.external_id,
-                sender=conversation.address,
-                profile_name=payload.get("profile_name"),
-                agent_holds=conversation.state == ConversationState.AGENT.value,
-                menu=_menu_payloads(session, conversation.id, message.id),
-                emoji=details.get("emoji"),
-                rate=rate_decision(
-                    session,
-                    message,
-                    limit=self._tuning.rate_limit_messages,
-                    window=self._tuning.rate_limit_seconds,
-                ),
-                stop_request=bool(payload.get(STOP_REQUEST)),
+            return load_inbound_job(
+                session,
+                claim,
+                rate_limit_messages=self._tuning.rate_limit_messages,
+                rate_limit_seconds=self._tuning.rate_limit_seconds,
             )
 
     def _complete(
         self,
         claim: Claim,
-        job: _Job,
+        job: InboundJob,
         status: str,
         rendered: list[RenderedMessage],
         *,
@@ -240,7 +176,7 @@ class Pipeline:
             )
 
     # -- processing ---------------------------------------------------------------------
-    def _rasa_message(self, job: _Job) -> str | None:
+    def _rasa_message(self, job: InboundJob) -> str | None:
         """What Rasa should read: a tapped option's payload, a menu number's payload, text."""
         if job.kind == InboundKind.BUTTON.value:
             message = job.reply_id or job.text
@@ -252,7 +188,7 @@ class Pipeline:
             return None  # only reopens the window; the held messages are on their way
         return message or None
 
-    def _mark_read(self, adapter: ChannelAdapter, job: _Job) -> None:
+    def _mark_read(self, adapter: ChannelAdapter, job: InboundJob) -> None:
         if not job.external_id:
             return
 
@@ -267,7 +203,7 @@ class Pipeline:
         task.add_done_callback(self._background.discard)
 
     async def _responses(
-        self, claim: Claim, job: _Job, adapter: ChannelAdapter
+        self, claim: Claim, job: InboundJob, adapter: ChannelAdapter
     ) -> list[OutboundMessage] | None:
         """The replies to ``job`` (None: released for a retry)."""
         kind = InboundKind(job.kind) if job.kind in InboundKind._value2member_map_ else None
@@ -310,7 +246,7 @@ class Pipeline:
         return [OutboundMessage(text=self._replies.unsupported)]
 
     async def _throttle(
-        self, claim: Claim, job: _Job, adapter: ChannelAdapter, context: dict[str, Any]
+        self, claim: Claim, job: InboundJob, adapter: ChannelAdapter, context: dict[str, Any]
     ) -> None:
         """Finish a message of a flood without Rasa; the first of a flood gets the notice."""
         notice = OutboundMessage(text=self._replies.rate_limited)

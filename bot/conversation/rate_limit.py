@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.db.models import Direction, Message
@@ -46,9 +46,34 @@ def arrival(payload: dict[str, Any] | None) -> datetime | None:
         return None
 
 
-def rate_decision(session: Session, message: Message, *, limit: int, window: float) -> RateDecision:
-    """Whether ``message`` is over its conversation's limit, and whether to say so."""
-    arrived = arrival(message.payload)
+_M = Message.__table__.c
+# Built once (see bot/conversation/claims.py): the conversation's earlier inbound messages,
+# newest first, from the ``skip``-th on; and the latest of them that was throttled.
+_EARLIER_INBOUND = (
+    select(_M.payload)
+    .where(
+        _M.conversation_id == bindparam("conversation_id"),
+        _M.direction == Direction.IN.value,
+        _M.id < bindparam("message_id"),
+    )
+    .order_by(_M.id.desc())
+)
+_NTH_EARLIER = _EARLIER_INBOUND.offset(bindparam("skip")).limit(1)
+_LAST_THROTTLED = _EARLIER_INBOUND.where(_M.error_code == RATE_LIMITED).limit(1)
+
+
+def rate_decision(
+    session: Session,
+    *,
+    conversation_id: int,
+    message_id: int,
+    payload: dict[str, Any] | None,
+    limit: int,
+    window: float,
+) -> RateDecision:
+    """Whether inbound message ``message_id`` (with ``payload``) is over its conversation's
+    limit, and whether to say so."""
+    arrived = arrival(payload)
     if arrived is None or limit <= 0:
         return ALLOWED
     since = arrived - timedelta(seconds=window)
@@ -57,17 +82,11 @@ def rate_decision(session: Session, message: Message, *, limit: int, window: flo
         at = arrival(payload)
         return at is not None and at > since
 
-    earlier = (
-        select(Message.payload)
-        .where(
-            Message.conversation_id == message.conversation_id,
-            Message.direction == Direction.IN.value,
-            Message.id < message.id,
-        )
-        .order_by(Message.id.desc())
-    )
+    connection = session.connection()
+    params = {"conversation_id": conversation_id, "message_id": message_id}
     # The limit-th message before this one: inside the window, this one is one too many.
-    if not recent(session.scalars(earlier.offset(limit - 1).limit(1)).first()):
+    nth = connection.execute(_NTH_EARLIER, {**params, "skip": limit - 1}).scalar()
+    if not recent(nth):
         return ALLOWED
-    last_throttled = session.scalars(earlier.where(Message.error_code == RATE_LIMITED).limit(1))
-    return RateDecision(limited=True, notice=not recent(last_throttled.first()))
+    last_throttled = connection.execute(_LAST_THROTTLED, params).scalar()
+    return RateDecision(limited=True, notice=not recent(last_throttled))

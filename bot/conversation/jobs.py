@@ -1,0 +1,114 @@
+"""What the pipeline reads about a claimed inbound message, in one look at the ledger.
+
+The statements are Core statements built once and run on the session's connection (see
+:mod:`bot.conversation.claims`): this runs for every message the assistant answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from bot.conversation.claims import Claim, InboundStatus
+from bot.conversation.inbox import STOP_REQUEST
+from bot.conversation.rate_limit import RateDecision, rate_decision
+from bot.db.models import Conversation, ConversationState, Direction, Message
+
+
+@dataclass(frozen=True)
+class InboundJob:
+    message_id: int
+    conversation_id: int
+    channel: str
+    kind: str
+    text: str | None
+    reply_id: str | None
+    external_id: str | None
+    sender: str
+    profile_name: str | None
+    agent_holds: bool
+    menu: tuple[str, ...]  # payloads of the last numbered menu sent to this person
+    emoji: str | None
+    rate: RateDecision  # over the conversation's rate limit: not answered (tell them once)
+    stop_request: bool = False  # a stop word: opted out when stored; confirmed, never skipped
+
+
+_M = Message.__table__.c
+_C = Conversation.__table__.c
+# Built once, run on the session's connection (see bot/conversation/claims.py).
+_LAST_OUTBOUND_PAYLOAD = (
+    select(_M.payload)
+    .where(
+        _M.conversation_id == bindparam("conversation_id"),
+        _M.direction == Direction.OUT.value,
+        _M.id < bindparam("before_id"),
+    )
+    .order_by(_M.id.desc())
+    .limit(1)
+)
+_CLAIMED_JOB = (
+    select(
+        _M.id,
+        _M.conversation_id,
+        _M.channel,
+        _M.kind,
+        _M.text,
+        _M.payload,
+        _M.external_id,
+        _C.address,
+        _C.state,
+    )  # fmt: skip
+    .join_from(Message.__table__, Conversation.__table__, _C.id == _M.conversation_id)
+    .where(
+        _M.id == bindparam("fence_id"),
+        _M.attempts == bindparam("fence_attempts"),
+        _M.status == InboundStatus.PROCESSING,
+    )
+)
+
+
+def _menu_payloads(session: Session, conversation_id: int, before_id: int) -> tuple[str, ...]:
+    last = session.connection().execute(
+        _LAST_OUTBOUND_PAYLOAD, {"conversation_id": conversation_id, "before_id": before_id}
+    )
+    options = (last.scalar() or {}).get("options")
+    if not isinstance(options, list):
+        return ()
+    return tuple(str(option.get("payload", "")) for option in options if isinstance(option, dict))
+
+
+def load_inbound_job(
+    session: Session, claim: Claim, *, rate_limit_messages: int, rate_limit_seconds: float
+) -> InboundJob | None:
+    """The claimed message and what answering it needs; None if the claim was taken over."""
+    fence = {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
+    row = session.connection().execute(_CLAIMED_JOB, fence).first()
+    if row is None:
+        return None
+    payload = row.payload or {}
+    details = payload.get("details") or {}
+    return InboundJob(
+        message_id=row.id,
+        conversation_id=row.conversation_id,
+        channel=row.channel,
+        kind=row.kind,
+        text=row.text,
+        reply_id=payload.get("reply_id"),
+        external_id=row.external_id,
+        sender=row.address,
+        profile_name=payload.get("profile_name"),
+        agent_holds=row.state == ConversationState.AGENT.value,
+        menu=_menu_payloads(session, row.conversation_id, row.id),
+        emoji=details.get("emoji"),
+        rate=rate_decision(
+            session,
+            conversation_id=row.conversation_id,
+            message_id=row.id,
+            payload=payload,
+            limit=rate_limit_messages,
+            window=rate_limit_seconds,
+        ),
+        stop_request=bool(payload.get(STOP_REQUEST)),
+    )
