@@ -1,4 +1,4 @@
-"""What the pipeline reads about a claimed inbound message, in one look at the ledger.
+"""What the workers read about a claimed message: the pipeline's inbound, the outbox's send.
 
 The statements are Core statements built once and run on the session's connection (see
 :mod:`bot.conversation.claims`): this runs for every message the assistant answers.
@@ -6,12 +6,15 @@ The statements are Core statements built once and run on the session's connectio
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from bot.conversation.claims import Claim, InboundStatus
+from bot.conversation.claims import Claim, InboundStatus, OutboundStatus
 from bot.conversation.inbox import STOP_REQUEST
 from bot.conversation.rate_limit import RateDecision, rate_decision
 from bot.db.models import Conversation, ConversationState, Direction, Message
@@ -111,4 +114,63 @@ def load_inbound_job(
             window=rate_limit_seconds,
         ),
         stop_request=bool(payload.get(STOP_REQUEST)),
+    )
+
+
+# -- the outbox's send -------------------------------------------------------------------
+# An outbound row written without a key (before keys existed) gets one derived from it.
+_KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
+
+_CLAIMED_SEND = (
+    select(_M.id, _M.channel, _M.kind, _M.payload, _M.created_at, _C.address, _C.last_inbound_at)
+    .join_from(Message.__table__, Conversation.__table__, _C.id == _M.conversation_id)
+    .where(
+        _M.id == bindparam("fence_id"),
+        _M.attempts == bindparam("fence_attempts"),
+        _M.status == OutboundStatus.SENDING,
+    )
+)
+
+
+@dataclass(frozen=True)
+class OutboundJob:
+    channel: str
+    kind: str
+    address: str
+    body: dict[str, Any]
+    last_inbound_at: datetime | None
+    idempotency_key: str
+    # Company-started messages must leave inside the debtor's contact window.
+    send_before: datetime | None = None
+
+
+def _deadline(value: Any) -> datetime | None:
+    """The ``send_before`` of a company-started row (ISO date-time), if any."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def load_outbound_job(session: Session, claim: Claim) -> OutboundJob | None:
+    """The claimed send and its conversation; None if the claim was taken over."""
+    fence = {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
+    row = session.connection().execute(_CLAIMED_SEND, fence).first()
+    if row is None:
+        return None
+    payload = row.payload or {}
+    key = payload.get("idempotency_key") or str(
+        uuid.uuid5(_KEY_NAMESPACE, f"{row.id}:{row.created_at.isoformat()}")
+    )
+    return OutboundJob(
+        channel=row.channel,
+        kind=row.kind,
+        address=row.address,
+        body=dict(payload.get("body") or {}),
+        last_inbound_at=row.last_inbound_at,
+        idempotency_key=str(key),
+        send_before=_deadline(payload.get("send_before")),
     )

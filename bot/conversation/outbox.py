@@ -19,7 +19,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +48,7 @@ from bot.conversation.claims import (
 )
 from bot.conversation.halts import ChannelHalts
 from bot.conversation.inbox import apply_early_statuses
+from bot.conversation.jobs import OutboundJob, load_outbound_job
 from bot.conversation.observer import NullObserver, Observer
 from bot.conversation.tuning import Tuning
 from bot.db.engine import session_factory
@@ -61,7 +61,6 @@ log = structlog.get_logger("acuerdo.outbox")
 
 # How often a claiming outbox looks for parked receipts whose send got recorded.
 EARLY_STATUS_SWEEP_SECONDS = 5.0
-_KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
 
 # Called, inside the transaction that marks an outbound row failed, when its channel says it
 # can never be delivered (the fallback marks the contact point and queues the next channel).
@@ -114,18 +113,6 @@ def enqueue(
     )
     session.add(row)
     return row
-
-
-@dataclass(frozen=True)
-class _Job:
-    channel: str
-    kind: str
-    address: str
-    body: dict[str, Any]
-    last_inbound_at: datetime | None
-    idempotency_key: str
-    # Company-started messages must leave inside the debtor's contact window.
-    send_before: datetime | None = None
 
 
 class Outbox:
@@ -204,7 +191,7 @@ class Outbox:
         if self._invite is not None:
             self._invite(session, message)
 
-    def _window_closed(self, job: _Job, adapter: ChannelAdapter) -> bool:
+    def _window_closed(self, job: OutboundJob, adapter: ChannelAdapter) -> bool:
         if adapter.service_window is None or job.kind == "template":
             return False
         if job.last_inbound_at is None:
@@ -212,29 +199,9 @@ class Outbox:
         return self._clock.now_utc() - job.last_inbound_at >= adapter.service_window
 
     # -- sending --------------------------------------------------------------------------
-    def _load(self, claim: Claim) -> _Job | None:
+    def _load(self, claim: Claim) -> OutboundJob | None:
         with self._sessions() as session:
-            row = session.execute(
-                select(Message, Conversation)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(*fenced(claim, OutboundStatus.SENDING))  # type: ignore[arg-type]
-            ).first()
-            if row is None:
-                return None
-            message, conversation = row
-            payload = message.payload or {}
-            key = payload.get("idempotency_key") or str(
-                uuid.uuid5(_KEY_NAMESPACE, f"{message.id}:{message.created_at.isoformat()}")
-            )
-            return _Job(
-                channel=message.channel,
-                kind=message.kind,
-                address=conversation.address,
-                body=dict(payload.get("body") or {}),
-                last_inbound_at=conversation.last_inbound_at,
-                idempotency_key=str(key),
-                send_before=_deadline(payload.get("send_before")),
-            )
+            return load_outbound_job(session, claim)
 
     def _finish(self, claim: Claim, status: str, **values: Any) -> bool:
         with self._sessions() as session:
@@ -309,7 +276,7 @@ class Outbox:
             session.commit()
         return receipts
 
-    def _expire_late(self, claim: Claim, job: _Job) -> None:
+    def _expire_late(self, claim: Claim, job: OutboundJob) -> None:
         with self._sessions() as session:
             message = _claimed(session, claim)
             if message is None:
@@ -419,7 +386,7 @@ class Outbox:
             attempt=claim.attempts,
         )
 
-    async def _on_error(self, claim: Claim, job: _Job, error: SendError) -> None:
+    async def _on_error(self, claim: Claim, job: OutboundJob, error: SendError) -> None:
         self._observer.send_error(job.channel, error.code)
         context = {
             "channel": job.channel,
@@ -460,17 +427,6 @@ class Outbox:
                 self._finish, claim, OutboundStatus.FAILED, error_code=error.code[:32]
             )
             self._observer.outbound(job.channel, job.kind, OutboundStatus.FAILED)
-
-
-def _deadline(value: Any) -> datetime | None:
-    """The ``send_before`` of a company-started row (ISO date-time), if any."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
 
 
 def _claimed(session: Session, claim: Claim) -> Message | None:
