@@ -3,6 +3,7 @@
     python -m bench.bench_gateway                  # 50 debtors x 18 turns
     python -m bench.bench_gateway --debtors 10     # the light row
     python -m bench.bench_gateway --profile        # and where the gateway's CPU goes (py-spy)
+    python -m bench.bench_gateway --source ../old  # another checkout's gateway (before/after)
 
 The real gateway process (uvicorn, SQLite in WAL) against a local Rasa stand-in that answers
 at once what the real bot answers on a typical turn (a text, then a question with two
@@ -56,7 +57,9 @@ def typical_turn(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _gateway(workdir: Path, graph: GraphStub, rasa: RasaStandIn) -> Service:
+def _gateway(
+    workdir: Path, graph: GraphStub, rasa: RasaStandIn, source: Path | None = None
+) -> Service:
     db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
     upgrade(db_url)
     clock = Clock.from_setting(None, "America/Mexico_City")
@@ -77,23 +80,32 @@ def _gateway(workdir: Path, graph: GraphStub, rasa: RasaStandIn) -> Service:
             "ACTION_SERVER_URL": f"http://127.0.0.1:{rasa.port}",
         }
     )
+    if source is not None:  # another checkout's gateway (a before/after in one session)
+        env["PYTHONPATH"] = str(source)
     command = [
         str(REPO_ROOT / ".venv/bin/python"),
         *("-m", "uvicorn", "bot.gateway.app:app_from_env", "--factory"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
     ]
     service = Service(
-        "gateway", command, env, workdir / "gateway.log", f"http://127.0.0.1:{port}/healthz"
+        "gateway",
+        command,
+        env,
+        workdir / "gateway.log",
+        f"http://127.0.0.1:{port}/healthz",
+        cwd=source or REPO_ROOT,
     )
     service.start().wait_ready(60)
     return service
 
 
-def run(debtors: int, turns: int, profile: bool = False) -> dict[str, Any]:
+def run(
+    debtors: int, turns: int, profile: bool = False, source: Path | None = None
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-gateway-"))
     graph = GraphStub(keep_alive=True).start()
     rasa = RasaStandIn(typical_turn, keep_alive=True).start()
-    gateway = _gateway(workdir, graph, rasa)
+    gateway = _gateway(workdir, graph, rasa, source)
     script = (SCRIPT * (turns // len(SCRIPT) + 1))[:turns]
     *accounts, warm_up = load_debtors(debtors + 1, prefix="+52554")
     try:
@@ -101,7 +113,9 @@ def run(debtors: int, turns: int, profile: bool = False) -> dict[str, Any]:
         driver = LoadDriver([url], graph, reply_timeout=60, replies_per_turn=2)
         driver.run([whatsapp_id(warm_up.phone)], script)
         cpu_before = gateway.cpu_seconds()
-        profilers = Profilers([gateway], workdir / "profile", native=(), blocking=True) if profile else None
+        profilers = (
+            Profilers([gateway], workdir / "profile", native=(), blocking=True) if profile else None
+        )
         result = driver.run([whatsapp_id(a.phone) for a in accounts], script)
         db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
         outcome = collect(db_url, graph, result.sent)
@@ -134,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debtors", type=int, default=50)
     parser.add_argument("--turns", type=int, default=2 * len(SCRIPT))
     parser.add_argument("--profile", action="store_true", help="sample the gateway with py-spy")
+    parser.add_argument(
+        "--source", type=Path, help="run the gateway from this checkout (e.g. a git worktree)"
+    )
     args = parser.parse_args(argv)
-    report = run(args.debtors, args.turns, args.profile)
+    report = run(args.debtors, args.turns, args.profile, args.source)
     print(
         f"gateway alone, {args.debtors} debtors x {args.turns} turns ({os.cpu_count()} cores): "
         f"{report['messages_per_second']} msg/s, "

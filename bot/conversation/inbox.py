@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import Table, and_, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -60,10 +60,37 @@ STATUS_RANK = {
     "played": 3,
 }
 
-# _NO_SYNC: the ORM is not asked to find and refresh the objects that the two bulk UPDATEs
-# of every stored message change (contact point reachable again, held replies released):
+# The statements every stored message runs, built once and run on the session's connection
+# (see bot/conversation/claims.py). The two UPDATEs (contact point reachable again, held
+# replies released) bypass the ORM, which would look for the loaded objects they change:
 # that search cost more than the rest of the store (profiled). No held reply is loaded
 # here; a contact point loaded by a first contact's account look-up is expired instead.
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_CONTACT_POINTS: Table = ContactPoint.__table__  # type: ignore[assignment]
+_M, _CP = _MESSAGES.c, _CONTACT_POINTS.c
+_STORED_INBOUND = select(_M.id).where(
+    _M.channel == bindparam("channel"),
+    _M.direction == Direction.IN.value,
+    _M.external_id == bindparam("external_id"),
+)
+_REACHABLE_AGAIN = (
+    update(_CONTACT_POINTS)
+    .where(
+        _CP.channel == bindparam("channel"),
+        _CP.address == bindparam("address"),
+        _CP.unreachable_at.is_not(None),
+    )
+    .values(unreachable_at=None, unreachable_reason=None)
+)
+_RELEASE_HELD = (
+    update(_MESSAGES)
+    .where(
+        _M.conversation_id == bindparam("conversation_id"),
+        _M.direction == Direction.OUT.value,
+        _M.status == OutboundStatus.HELD,
+    )
+    .values(status=OutboundStatus.QUEUED, next_attempt_at=None)
+)
 
 # A parked receipt whose send is never recorded (a message sent from another tool on the
 # same number, say) is dropped after this long.
@@ -107,13 +134,10 @@ def _inbound_payload(message: InboundMessage) -> dict[str, Any]:
 def _store_message(
     session: Session, clock: Clock, policy: Policy, message: InboundMessage, result: StoreResult
 ) -> None:
-    existing = session.scalar(
-        select(Message.id).where(
-            Message.channel == message.channel,
-            Message.direction == Direction.IN.value,
-            Message.external_id == message.external_id,
-        )
-    )
+    connection = session.connection()
+    existing = connection.execute(
+        _STORED_INBOUND, {"channel": message.channel, "external_id": message.external_id}
+    ).scalar()
     if existing is not None:
         result.duplicates += 1
         log.info("inbox.duplicate", channel=message.channel, message_id=existing)
@@ -161,30 +185,14 @@ def _store_message(
     conversation.last_inbound_at = now  # the service window reopens
     conversation.updated_at = now
     # The person wrote on this channel: it reaches them again (see bot/channels/fallback.py).
-    session.execute(
-        update(ContactPoint)
-        .where(
-            ContactPoint.channel == message.channel,
-            ContactPoint.address == conversation.address,
-            ContactPoint.unreachable_at.is_not(None),
-        )
-        .values(unreachable_at=None, unreachable_reason=None)
-        .execution_options(synchronize_session=False)  # see _NO_SYNC
+    connection.execute(
+        _REACHABLE_AGAIN, {"channel": message.channel, "address": conversation.address}
     )
     for loaded in list(session.identity_map.values()):
         if isinstance(loaded, ContactPoint):  # (a first contact looks its account up)
             session.expire(loaded)
-    released = session.execute(
-        update(Message)
-        .where(
-            Message.conversation_id == conversation.id,
-            Message.direction == Direction.OUT.value,
-            Message.status == OutboundStatus.HELD,
-        )
-        .values(status=OutboundStatus.QUEUED, next_attempt_at=None)
-        .execution_options(synchronize_session=False)  # see _NO_SYNC
-    )
-    result.released += released.rowcount  # type: ignore[attr-defined]
+    released = connection.execute(_RELEASE_HELD, {"conversation_id": conversation.id})
+    result.released += released.rowcount
     result.stored += 1
     result.stored_kinds.append(message.kind.value)
     result.conversation_ids.add(conversation.id)
