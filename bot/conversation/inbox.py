@@ -76,8 +76,8 @@ _STORED_INBOUND = select(_M.id).where(
 _REACHABLE_AGAIN = (
     update(_CONTACT_POINTS)
     .where(
-        _CP.channel == bindparam("channel"),
-        _CP.address == bindparam("address"),
+        _CP.channel == bindparam("on_channel"),
+        _CP.address == bindparam("on_address"),
         _CP.unreachable_at.is_not(None),
     )
     .values(unreachable_at=None, unreachable_reason=None)
@@ -85,7 +85,7 @@ _REACHABLE_AGAIN = (
 _RELEASE_HELD = (
     update(_MESSAGES)
     .where(
-        _M.conversation_id == bindparam("conversation_id"),
+        _M.conversation_id == bindparam("of_conversation"),
         _M.direction == Direction.OUT.value,
         _M.status == OutboundStatus.HELD,
     )
@@ -185,13 +185,15 @@ def _store_message(
     conversation.last_inbound_at = now  # the service window reopens
     conversation.updated_at = now
     # The person wrote on this channel: it reaches them again (see bot/channels/fallback.py).
+    # Flush first: the expiry below must not discard a change made above (an opt-out).
+    session.flush()
     connection.execute(
-        _REACHABLE_AGAIN, {"channel": message.channel, "address": conversation.address}
+        _REACHABLE_AGAIN, {"on_channel": message.channel, "on_address": conversation.address}
     )
     for loaded in list(session.identity_map.values()):
         if isinstance(loaded, ContactPoint):  # (a first contact looks its account up)
             session.expire(loaded)
-    released = connection.execute(_RELEASE_HELD, {"conversation_id": conversation.id})
+    released = connection.execute(_RELEASE_HELD, {"of_conversation": conversation.id})
     result.released += released.rowcount
     result.stored += 1
     result.stored_kinds.append(message.kind.value)
