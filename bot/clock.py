@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 
@@ -70,3 +71,14 @@ def wall_clock_utc() -> datetime:
     :class:`Clock`; a pinned clock must not freeze retries and leases.
     """
     return datetime.now(timezone.utc)
+
+
+def aware_instant(value: Any) -> datetime | None:
+    """An ISO 8601 date-time with its offset, as stored in a JSON payload (None otherwise)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None

@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import ChannelAdapter, OutboundMessage, RenderedMessage, TemplateMessage
-from bot.clock import Clock
+from bot.clock import Clock, aware_instant
 from bot.compliance.gate import (
     KINDS,
     Decision,
@@ -254,7 +254,7 @@ def release_scheduled(session: Session, clock: Clock, policy: Policy) -> int:
         .order_by(Message.id)
     ):
         payload = dict(row.payload or {})
-        not_before = _instant(payload.get("not_before"))
+        not_before = aware_instant(payload.get("not_before"))
         if not_before is not None and not_before > now:
             continue
         changed += 1
@@ -358,13 +358,3 @@ def _fallback(
         account_id=account.id,
         channels=list(renderers),
     )
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from bot.clock import aware_instant
 from bot.conversation.claims import Claim, InboundStatus, OutboundStatus
 from bot.conversation.inbox import STOP_REQUEST
 from bot.conversation.rate_limit import RateDecision, rate_decision
@@ -144,17 +145,6 @@ class OutboundJob:
     send_before: datetime | None = None
 
 
-def _deadline(value: Any) -> datetime | None:
-    """The ``send_before`` of a company-started row (ISO date-time), if any."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
 def load_outbound_job(session: Session, claim: Claim) -> OutboundJob | None:
     """The claimed send and its conversation; None if the claim was taken over."""
     fence = {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
@@ -172,5 +162,5 @@ def load_outbound_job(session: Session, claim: Claim) -> OutboundJob | None:
         body=dict(payload.get("body") or {}),
         last_inbound_at=row.last_inbound_at,
         idempotency_key=str(key),
-        send_before=_deadline(payload.get("send_before")),
+        send_before=aware_instant(payload.get("send_before")),
     )
