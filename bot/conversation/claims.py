@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Select, Table, Update, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -100,7 +100,7 @@ class Claim:
 
 # The hot statements are Core statements on the table, built once with bound parameters:
 # building an ORM statement per call, and the ORM's bulk-UPDATE preparation, cost more than
-# running it (profiled: docs/performance.md, "The gateway's statements").
+# running it (profiled: docs/performance.md, "A lean turn, part 3").
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _EARLIER = _MESSAGES.alias("earlier")
 
@@ -142,16 +142,26 @@ def _claim_query(
     return query
 
 
-@lru_cache(maxsize=32)
-def _fenced_update(columns: tuple[str, ...]) -> Update:
+def bound_fence(status: Any) -> tuple[ColumnElement[bool], ...]:
+    """:func:`fenced` for a statement built once: bound parameters, which
+    :func:`fence_params` fills (``status`` a value, or a bound parameter itself)."""
     m = _MESSAGES.c
     return (
+        m.id == bindparam("fence_id"),
+        m.attempts == bindparam("fence_attempts"),
+        m.status == status,
+    )
+
+
+def fence_params(claim: Claim) -> dict[str, int]:
+    return {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
+
+
+@lru_cache(maxsize=32)
+def _fenced_update(columns: tuple[str, ...]) -> Update:
+    return (
         update(_MESSAGES)
-        .where(
-            m.id == bindparam("fence_id"),
-            m.attempts == bindparam("fence_attempts"),
-            m.status == bindparam("fence_status"),
-        )
+        .where(*bound_fence(bindparam("fence_status")))
         .values({name: bindparam(f"new_{name}") for name in columns})
     )
 
@@ -160,10 +170,8 @@ def fenced_update(
     session: Session, claim: Claim, claimed_status: str, values: Mapping[str, Any]
 ) -> bool:
     """Set ``values`` on the claimed row if ``claim`` still holds it (the caller commits)."""
-    params = {f"new_{name}": value for name, value in values.items()}
-    params.update(
-        fence_id=claim.message_id, fence_attempts=claim.attempts, fence_status=claimed_status
-    )
+    params: dict[str, Any] = {f"new_{name}": value for name, value in values.items()}
+    params.update(fence_params(claim), fence_status=claimed_status)
     result = session.connection().execute(_fenced_update(tuple(sorted(values))), params)
     return result.rowcount == 1
 

@@ -15,7 +15,13 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from bot.clock import aware_instant
-from bot.conversation.claims import Claim, InboundStatus, OutboundStatus
+from bot.conversation.claims import (
+    Claim,
+    InboundStatus,
+    OutboundStatus,
+    bound_fence,
+    fence_params,
+)
 from bot.conversation.inbox import STOP_REQUEST
 from bot.conversation.rate_limit import RateDecision, rate_decision
 from bot.db.models import Conversation, ConversationState, Direction, Message
@@ -65,11 +71,7 @@ _CLAIMED_JOB = (
         _C.state,
     )  # fmt: skip
     .join_from(Message.__table__, Conversation.__table__, _C.id == _M.conversation_id)
-    .where(
-        _M.id == bindparam("fence_id"),
-        _M.attempts == bindparam("fence_attempts"),
-        _M.status == InboundStatus.PROCESSING,
-    )
+    .where(*bound_fence(InboundStatus.PROCESSING))
 )
 
 
@@ -87,8 +89,7 @@ def load_inbound_job(
     session: Session, claim: Claim, *, rate_limit_messages: int, rate_limit_seconds: float
 ) -> InboundJob | None:
     """The claimed message and what answering it needs; None if the claim was taken over."""
-    fence = {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
-    row = session.connection().execute(_CLAIMED_JOB, fence).first()
+    row = session.connection().execute(_CLAIMED_JOB, fence_params(claim)).first()
     if row is None:
         return None
     payload = row.payload or {}
@@ -125,11 +126,7 @@ _KEY_NAMESPACE = uuid.UUID("0b7f4f7e-5a0c-4b8e-8d8e-1d9f2f6b3a41")
 _CLAIMED_SEND = (
     select(_M.id, _M.channel, _M.kind, _M.payload, _M.created_at, _C.address, _C.last_inbound_at)
     .join_from(Message.__table__, Conversation.__table__, _C.id == _M.conversation_id)
-    .where(
-        _M.id == bindparam("fence_id"),
-        _M.attempts == bindparam("fence_attempts"),
-        _M.status == OutboundStatus.SENDING,
-    )
+    .where(*bound_fence(OutboundStatus.SENDING))
 )
 
 
@@ -147,8 +144,7 @@ class OutboundJob:
 
 def load_outbound_job(session: Session, claim: Claim) -> OutboundJob | None:
     """The claimed send and its conversation; None if the claim was taken over."""
-    fence = {"fence_id": claim.message_id, "fence_attempts": claim.attempts}
-    row = session.connection().execute(_CLAIMED_SEND, fence).first()
+    row = session.connection().execute(_CLAIMED_SEND, fence_params(claim)).first()
     if row is None:
         return None
     payload = row.payload or {}
