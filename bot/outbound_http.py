@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 
@@ -67,33 +68,40 @@ class _Body(httpx.AsyncByteStream):
 
 
 class PooledTransport(httpx.AsyncBaseTransport):
-    """An httpx transport on one aiohttp session per event loop (made on first use)."""
+    """An httpx transport on one aiohttp session per event loop (each made on first use).
+
+    The gateway's routes and its workers run on two loops (``bot/gateway/background_loop.py``)
+    and share the adapters' clients; a socket belongs to the loop that opened it.
+    """
 
     def __init__(self, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._max_connections = max_connections
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        self._lock = threading.Lock()
 
     def _session_for_this_loop(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            if self._session is not None and not self._session.closed:
-                # Made on another loop (tests drive one app from several): its sockets
-                # belong to that loop and cannot be reused here.
-                self._session.detach()
+        session = self._sessions.get(loop)
+        if session is not None and not session.closed:
+            return session
+        with self._lock:
+            for other in [other for other in self._sessions if other.is_closed()]:
+                # Its loop is gone (tests drive one app from several in turn): nothing can
+                # close its sockets any more; let them go with it.
+                self._sessions.pop(other).detach()
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, keepalive_timeout=KEEPALIVE_SECONDS
             )
             # httpx decodes Content-Encoding itself. Proxies come from the environment, as
             # with httpx; aiohttp then reads it (and ~/.netrc) on every request, which
             # doubled the cost of one (measured), so only when a proxy is set at all.
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
                 trust_env=bool(urllib.request.getproxies()),
             )
-            self._loop = loop
-        return self._session
+            self._sessions[loop] = session
+        return session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout", {})
@@ -125,12 +133,19 @@ class PooledTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            if self._loop is asyncio.get_running_loop():
-                await self._session.close()
+        """Close every loop's pool: this loop's here, a running loop's on that loop."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, {}
+        current = asyncio.get_running_loop()
+        for loop, session in sessions.items():
+            if session.closed:
+                continue
+            if loop is current:
+                await session.close()
+            elif loop.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
             else:
-                self._session.detach()
-        self._session = None
+                session.detach()
 
 
 def async_client(

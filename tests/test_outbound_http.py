@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.gateway.background_loop import BackgroundLoop
 from bot.outbound_http import PooledTransport, async_client
 from tests.graph_stub import GraphStub
 
@@ -155,6 +156,32 @@ def test_one_client_serves_one_event_loop_after_another() -> None:
         graph.stop()
     assert first != second
     assert [r.body["n"] for r in graph.sends] == [1, 2]
+
+
+async def test_two_loops_at_once_keep_one_connection_each_and_close_together(
+    server: _Server,
+) -> None:
+    """The gateway's routes and workers share clients from two loops (two threads)."""
+    client = async_client(timeout=TIMEOUT, headers={"Authorization": "Bearer token-1"})
+    workers = BackgroundLoop("test-workers", threads=1)
+    workers.start()
+
+    async def post(n: int) -> int:
+        response = await client.post(_url(server, f"/v1/{n}"), json={"n": n})
+        return int(response.json()["body"]["n"])
+
+    try:
+        answered = []
+        for n in range(10):  # alternating: each loop reuses its own kept-alive connection
+            answered.append(await post(n))
+            answered.append(await workers.run(post(100 + n)))
+        assert answered == [x for n in range(10) for x in (n, 100 + n)]
+        assert server.connections == 2
+    finally:
+        await client.aclose()  # closes the workers' loop's pool on that loop too
+        await workers.stop()
+    with pytest.raises(RuntimeError, match="closed"):
+        await post(1)
 
 
 async def test_a_streamed_body_arrives_in_pieces_and_whole() -> None:

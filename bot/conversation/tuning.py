@@ -17,6 +17,8 @@ ENV_OVERRIDES = {
     "ACUERDO_RETRY_CAP_SECONDS": "retry_cap",
     "ACUERDO_RATE_LIMIT_MESSAGES": "rate_limit_messages",  # a count
     "ACUERDO_RATE_LIMIT_SECONDS": "rate_limit_seconds",
+    "ACUERDO_WORKER_THREADS": "worker_threads",  # a count
+    "ACUERDO_GIL_SWITCH_SECONDS": "gil_switch_seconds",
 }
 
 
@@ -27,6 +29,10 @@ class Tuning:
     poll_interval: float = 1.0  # how often idle workers look for work other processes left
     pipeline_concurrency: int = 8  # conversations processed at once per process
     outbox_concurrency: int = 8
+    # Threads for the workers' database work (both workers share them); 0: 2 on SQLite,
+    # which takes one writer at a time anyway, else asyncio's default (cores + 4).
+    worker_threads: int = 0
+    gil_switch_seconds: float = 0.001  # sys.setswitchinterval (Python's default is 0.005)
     rasa_timeout: float = 30.0
     send_timeout: float = 15.0
     lease_seconds: float = 90.0  # a claim older than this is presumed dead and retaken

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import structlog
 from sqlalchemy.orm import Session
 
@@ -21,11 +24,14 @@ from bot.conversation.replies import load_replies
 from bot.conversation.tuning import Tuning
 from bot.conversation.worker import Worker
 from bot.db.engine import session_factory
+from bot.gateway.background_loop import BackgroundLoop
 from bot.gateway.metrics import PrometheusObserver
 from bot.policy import load_policy
 
 log = structlog.get_logger("acuerdo.gateway")
 
+SQLITE_WORKER_THREADS = 2
+DEFAULT_WORKER_THREADS = min(32, (os.cpu_count() or 1) + 4)  # asyncio's own default
 DEFAULT_GRAPH_BASE = "https://graph.facebook.com"
 SANDBOX_GRAPH_PATH = "/sandbox/graph"
 
@@ -97,6 +103,13 @@ class GatewayRuntime:
             observer=self.observer,
             wake_outbox=self.wake_outbox,
         )
+        # The workers run on their own loop, so a webhook's ack never waits behind them, and
+        # their database work on few threads: SQLite takes one writer at a time anyway, and
+        # every further thread is one more contender for the GIL the ack needs.
+        threads = self.tuning.worker_threads or (
+            SQLITE_WORKER_THREADS if self.db_url.startswith("sqlite") else DEFAULT_WORKER_THREADS
+        )
+        self.workers_loop = BackgroundLoop("acuerdo-workers", threads=threads)
         self._pipeline_worker: Worker[Claim] | None = None
         self._outbox_worker: Worker[Claim] | None = None
 
@@ -105,19 +118,29 @@ class GatewayRuntime:
         return release_scheduled(session, self.clock, self.policy)
 
     def wake_pipeline(self) -> None:
-        if self._pipeline_worker is not None:
-            self._pipeline_worker.wake()
+        """New inbound work: the pipeline looks now (callable from any thread)."""
+        worker = self._pipeline_worker
+        if worker is not None:
+            self.workers_loop.call(worker.wake)
 
     def wake_outbox(self) -> None:
-        if self._outbox_worker is not None:
-            self._outbox_worker.wake()
+        """New outbound work: the outbox looks now (callable from any thread)."""
+        worker = self._outbox_worker
+        if worker is not None:
+            self.workers_loop.call(worker.wake)
 
     async def start(self) -> None:
-        """Recover what a dead process left behind, then start both workers."""
+        """Recover what a dead process left behind, then start both workers on their loop."""
         with self.sessions() as session:
             recovered = recover_single_process(session)
         if recovered:
             log.warning("gateway.recovered_claims", count=recovered)
+        sys.setswitchinterval(self.tuning.gil_switch_seconds)
+        self.workers_loop.start()
+        await self.workers_loop.run(self._start_workers())
+        log.info("gateway.workers_started", sandbox=self.settings.sandbox)
+
+    async def _start_workers(self) -> None:
         self._pipeline_worker = Worker(
             "pipeline",
             claim=self.pipeline.claim,
@@ -136,15 +159,20 @@ class GatewayRuntime:
         )
         self._pipeline_worker.start()
         self._outbox_worker.start()
-        log.info("gateway.workers_started", sandbox=self.settings.sandbox)
 
     async def stop(self) -> None:
         """Stop claiming, let work in flight finish briefly, close connections."""
+        if self.workers_loop.running:
+            await self.workers_loop.run(self._stop_workers())
+        # Both loops' connection pools close here, the workers' on their own loop.
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        await self.rasa.aclose()
+        await self.workers_loop.stop()
+        log.info("gateway.stopped")
+
+    async def _stop_workers(self) -> None:
         for worker in (self._pipeline_worker, self._outbox_worker):
             if worker is not None:
                 await worker.stop()
         await self.pipeline.aclose()
-        for adapter in self.adapters.values():
-            await adapter.aclose()
-        await self.rasa.aclose()
-        log.info("gateway.stopped")
