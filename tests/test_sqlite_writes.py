@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.engine import make_engine
-from bot.db.sqlite_writes import SerializedWritesConnection
+from bot.db.sqlite_writes import SerializedWritesConnection, urgent_writes, write_lock
+from tests.graph_stub import wait_until
 
 
 def _connect(path: Path, timeout: float = 5.0) -> SerializedWritesConnection:
@@ -127,3 +128,57 @@ def test_the_ledger_engine_uses_it_and_sessions_write_concurrently(tmp_path: Pat
         assert connection.execute(text("SELECT count(*) FROM hits")).scalar() == 400
         raw = connection.connection.dbapi_connection
         assert isinstance(raw, SerializedWritesConnection)
+
+
+def _write_urgently(path: Path, note: str, done: threading.Event, errors: list[str]) -> None:
+    with urgent_writes():
+        _write_in_thread(path, note, done, errors)
+
+
+def test_an_urgent_writer_goes_before_writers_that_waited_longer(database: Path) -> None:
+    """The webhook's ack (urgent) does not queue behind the workers' waiting transactions."""
+    holder = _connect(database)
+    holder.cursor().execute("INSERT INTO rows (note) VALUES ('holder')")
+    lock = write_lock(str(database))
+    errors: list[str] = []
+    threads, dones = [], []
+    for n in range(3):
+        done = threading.Event()
+        thread = threading.Thread(
+            target=_write_in_thread, args=(database, f"worker-{n}", done, errors)
+        )
+        thread.start()
+        threads.append(thread)
+        dones.append(done)
+    wait_until(lambda: lock.waiting == (0, 3), what="three workers waiting")
+    urgent_done = threading.Event()
+    urgent = threading.Thread(target=_write_urgently, args=(database, "ack", urgent_done, errors))
+    urgent.start()
+    wait_until(lambda: lock.waiting == (1, 3), what="the ack waiting too")
+    holder.commit()
+    for thread in [*threads, urgent]:
+        thread.join(10)
+    assert errors == []
+    notes = [n for (n,) in holder.cursor().execute("SELECT note FROM rows ORDER BY id")]
+    assert notes[:2] == ["holder", "ack"]
+    assert sorted(notes[2:]) == ["worker-0", "worker-1", "worker-2"]
+
+
+def test_a_writer_that_gives_up_waiting_passes_the_lock_on(database: Path) -> None:
+    """A waiter timing out as the lock is handed to it must not strand the next one."""
+    lock = write_lock(str(database))
+    assert lock.acquire(1.0)
+    gave_up = []
+    impatient = threading.Thread(target=lambda: gave_up.append(not lock.acquire(0.05)))
+    impatient.start()
+    impatient.join(5)
+    assert gave_up == [True]
+    patient_got_it = []
+    patient = threading.Thread(target=lambda: patient_got_it.append(lock.acquire(5.0)))
+    patient.start()
+    wait_until(lambda: lock.waiting == (0, 1), what="a patient writer waiting")
+    lock.release()
+    patient.join(5)
+    assert patient_got_it == [True]
+    lock.release()
+    assert lock.waiting == (0, 0)

@@ -12,25 +12,103 @@ every connection of the process to the same file at a transaction's first write,
 it back at commit or rollback, so the next writer starts at once and no thread sleeps in
 SQLite. Between processes (a CLI import beside the gateway) the busy handler still decides.
 Reads never take it: WAL readers do not block or wait for the writer.
+
+A webhook's ack is a write that somebody waits for (Meta retries a slow one), while the
+workers' writes are not; under load the lock is busy most of the time, and in arrival order
+the ack queued behind a dozen of the workers' transactions. Writes made inside
+:func:`urgent_writes` are handed the lock before any other waiter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 # Statements before which Python's sqlite3 (legacy transaction control, as SQLAlchemy uses
 # it) opens a transaction: the ones that take SQLite's write lock.
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
-_locks: dict[str, threading.Lock] = {}
+
+class WriteLock:
+    """A lock whose urgent waiters are handed it before the others (each group in turn)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._urgent = threading.Condition(self._guard)
+        self._normal = threading.Condition(self._guard)
+        self._held = False
+        self._urgent_waiting = 0
+        self._normal_waiting = 0
+
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """How many writers wait for the lock: (urgent, the others)."""
+        with self._guard:
+            return self._urgent_waiting, self._normal_waiting
+
+    def acquire(self, timeout: float, *, urgent: bool = False) -> bool:
+        """Take the lock within ``timeout`` seconds; False if it stayed taken."""
+        deadline = time.monotonic() + timeout
+        turn = self._urgent if urgent else self._normal
+        with self._guard:
+            if urgent:
+                self._urgent_waiting += 1
+            else:
+                self._normal_waiting += 1
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        # A hand-over may have reached us as we gave up: pass it on.
+                        self._hand_over()
+                        return False
+                    turn.wait(remaining)
+                self._held = True
+                return True
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                else:
+                    self._normal_waiting -= 1
+
+    def release(self) -> None:
+        with self._guard:
+            self._held = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._held:
+            return
+        if self._urgent_waiting:
+            self._urgent.notify()
+        else:
+            self._normal.notify()
+
+
+_locks: dict[str, WriteLock] = {}
 _locks_guard = threading.Lock()
+_urgency = threading.local()
 
 
-def _lock_for(database: str) -> threading.Lock:
+def write_lock(database: str) -> WriteLock:
+    """The process's write lock for the SQLite file ``database``."""
     with _locks_guard:
-        return _locks.setdefault(database, threading.Lock())
+        return _locks.setdefault(database, WriteLock())
+
+
+@contextlib.contextmanager
+def urgent_writes() -> Iterator[None]:
+    """This thread's write transactions, while inside, go before any other waiting writer."""
+    previous = getattr(_urgency, "active", False)
+    _urgency.active = True
+    try:
+        yield
+    finally:
+        _urgency.active = previous
 
 
 def _is_write(sql: str) -> bool:
@@ -42,7 +120,7 @@ class SerializedWritesConnection(sqlite3.Connection):
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(database, *args, **kwargs)
-        self._write_lock = _lock_for(str(database))
+        self._write_lock = write_lock(str(database))
         # As long as SQLite itself would wait for the lock (sqlite3's ``timeout``).
         self._wait_seconds = float(kwargs.get("timeout", args[0] if args else 5.0))
         self._holding = False
@@ -53,7 +131,8 @@ class SerializedWritesConnection(sqlite3.Connection):
     def before(self, sql: str) -> None:
         if self._holding or not _is_write(sql):
             return
-        if not self._write_lock.acquire(timeout=self._wait_seconds):
+        urgent = getattr(_urgency, "active", False)
+        if not self._write_lock.acquire(self._wait_seconds, urgent=urgent):
             # What SQLite says when its own wait runs out (a writer that never ends).
             raise sqlite3.OperationalError("database is locked")
         self._holding = True

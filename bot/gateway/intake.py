@@ -6,6 +6,7 @@ only after the commit, and the workers are woken to process after it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import structlog
@@ -19,7 +20,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.channels.base import ChannelAdapter, Delivery, InvalidDelivery
 from bot.conversation.inbox import StoreResult, store_delivery
 from bot.conversation.tuning import Tuning
-from bot.gateway.metrics import DUPLICATES_IN, STATUSES, WEBHOOK_REJECTED
+from bot.db.sqlite_writes import urgent_writes
+from bot.gateway.metrics import (
+    DUPLICATES_IN,
+    STATUSES,
+    WEBHOOK_ACK_SECONDS,
+    WEBHOOK_REJECTED,
+    WEBHOOK_STORE_SECONDS,
+)
 from bot.gateway.runtime import GatewayRuntime
 
 log = structlog.get_logger("acuerdo.webhook")
@@ -149,7 +157,8 @@ def is_json(request: Request) -> bool:
 
 
 def _store(runtime: GatewayRuntime, delivery: Delivery) -> StoreResult:
-    with runtime.sessions() as session:
+    # Someone waits for this write (Meta retries a slow ack); the workers' writes can wait.
+    with urgent_writes(), runtime.sessions() as session:
         return store_delivery(
             session,
             runtime.clock,
@@ -164,6 +173,16 @@ async def receive_delivery(
     runtime: GatewayRuntime, adapter: ChannelAdapter, request: Request, raw: bytes | None = None
 ) -> JSONResponse:
     """Handle one webhook call of ``adapter``'s channel (``raw``: the body, if already read)."""
+    started = time.perf_counter()
+    try:
+        return await _receive(runtime, adapter, request, raw)
+    finally:
+        WEBHOOK_ACK_SECONDS.labels(adapter.name).observe(time.perf_counter() - started)
+
+
+async def _receive(
+    runtime: GatewayRuntime, adapter: ChannelAdapter, request: Request, raw: bytes | None
+) -> JSONResponse:
     endpoint = f"/webhooks/{adapter.name}"
     if raw is None:
         try:
@@ -178,11 +197,13 @@ async def receive_delivery(
         delivery = adapter.parse_delivery(raw)
     except InvalidDelivery as exc:
         return refuse(endpoint, 400, exc.reason)
+    store_started = time.perf_counter()
     try:
         result = await run_in_threadpool(_store, runtime, delivery)
     except SQLAlchemyError:
         log.exception("webhook.store_failed", endpoint=endpoint)
         return JSONResponse({"detail": "storage unavailable, retry later"}, status_code=503)
+    WEBHOOK_STORE_SECONDS.labels(adapter.name).observe(time.perf_counter() - store_started)
     for kind in result.stored_kinds:
         runtime.observer.inbound(adapter.name, kind)
     if result.duplicates:

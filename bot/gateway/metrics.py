@@ -40,6 +40,18 @@ SEND_SECONDS = Histogram(
     "Time of one successful send to the channel API",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
+WEBHOOK_ACK_SECONDS = Histogram(
+    "acuerdo_webhook_ack_seconds",
+    "From a channel webhook's arrival at its handler to its answer (verify, parse, store)",
+    ["channel"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+WEBHOOK_STORE_SECONDS = Histogram(
+    "acuerdo_webhook_store_seconds",
+    "The durable store of one channel webhook (thread hand-off and transaction)",
+    ["channel"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 QUEUE_DEPTH = Gauge(
     "acuerdo_queue_depth", "Messages waiting, by queue (inbox, outbox, held)", ["queue"]
 )
