@@ -4,6 +4,7 @@
     python -m bench.bench_gateway --debtors 10     # the light row
     python -m bench.bench_gateway --profile        # and where the gateway's CPU goes (py-spy)
     python -m bench.bench_gateway --source ../old  # another checkout's gateway (before/after)
+    python -m bench.bench_gateway --env ACUERDO_WORKER_THREADS=6   # a tuning knob's A/B
 
 The real gateway process (uvicorn, SQLite in WAL) against a local Rasa stand-in that answers
 at once what the real bot answers on a typical turn (a text, then a question with two
@@ -28,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.profiling import Profilers
+from bench.server_metrics import (
+    ACK_HISTOGRAM,
+    STORE_HISTOGRAM,
+    bucket_quantiles,
+    histogram_buckets,
+)
 from bot.clock import Clock
 from bot.db.engine import session_scope
 from bot.db.migrate import upgrade
@@ -58,7 +65,11 @@ def typical_turn(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _gateway(
-    workdir: Path, graph: GraphStub, rasa: RasaStandIn, source: Path | None = None
+    workdir: Path,
+    graph: GraphStub,
+    rasa: RasaStandIn,
+    source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Service:
     db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
     upgrade(db_url)
@@ -80,6 +91,7 @@ def _gateway(
             "ACTION_SERVER_URL": f"http://127.0.0.1:{rasa.port}",
         }
     )
+    env.update(extra_env or {})
     if source is not None:  # another checkout's gateway (a before/after in one session)
         env["PYTHONPATH"] = str(source)
     command = [
@@ -100,12 +112,16 @@ def _gateway(
 
 
 def run(
-    debtors: int, turns: int, profile: bool = False, source: Path | None = None
+    debtors: int,
+    turns: int,
+    profile: bool = False,
+    source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-gateway-"))
     graph = GraphStub(keep_alive=True).start()
     rasa = RasaStandIn(typical_turn, keep_alive=True).start()
-    gateway = _gateway(workdir, graph, rasa, source)
+    gateway = _gateway(workdir, graph, rasa, source, extra_env)
     script = (SCRIPT * (turns // len(SCRIPT) + 1))[:turns]
     *accounts, warm_up = load_debtors(debtors + 1, prefix="+52554")
     try:
@@ -113,6 +129,8 @@ def run(
         driver = LoadDriver([url], graph, reply_timeout=60, replies_per_turn=2)
         driver.run([whatsapp_id(warm_up.phone)], script)
         cpu_before = gateway.cpu_seconds()
+        acks_before = histogram_buckets([url], ACK_HISTOGRAM)
+        stores_before = histogram_buckets([url], STORE_HISTOGRAM)
         profilers = (
             Profilers([gateway], workdir / "profile", native=(), blocking=True) if profile else None
         )
@@ -120,6 +138,8 @@ def run(
         db_url = f"sqlite:///{workdir / 'acuerdo.db'}"
         outcome = collect(db_url, graph, result.sent)
         cpu = gateway.cpu_seconds() - cpu_before
+        server_ack = bucket_quantiles(acks_before, histogram_buckets([url], ACK_HISTOGRAM))
+        server_store = bucket_quantiles(stores_before, histogram_buckets([url], STORE_HISTOGRAM))
         hot = profilers.stop() if profilers is not None else {}
         peak = gateway.sample_memory()
     finally:
@@ -136,6 +156,8 @@ def run(
         "cpu_ms_per_message": round(1000 * cpu / max(len(result.sent), 1), 2),
         "ack_ms": summary(outcome.acks),
         "webhook_to_send_ms": summary(outcome.latencies),
+        "server_ack": server_ack,
+        "server_store": server_store,
         "peak_rss_mib": round(peak / 1024, 1),
         "sends_per_message": round(len(graph.sends) / max(len(result.sent) + turns, 1), 2),
         "errors": len(result.delivery_errors) + result.reply_timeouts,
@@ -151,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source", type=Path, help="run the gateway from this checkout (e.g. a git worktree)"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the gateway (e.g. ACUERDO_WORKER_THREADS=4); repeatable",
+    )
     args = parser.parse_args(argv)
-    report = run(args.debtors, args.turns, args.profile, args.source)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    report = run(args.debtors, args.turns, args.profile, args.source, extra_env)
+    report["env"] = extra_env
     print(
         f"gateway alone, {args.debtors} debtors x {args.turns} turns ({os.cpu_count()} cores): "
         f"{report['messages_per_second']} msg/s, "
@@ -161,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("ack_ms", "webhook_to_send_ms"):
         figures = report[name]
         print(f"  {name}: p50 {figures['p50']}  p95 {figures['p95']}  p99 {figures['p99']}")
+    for name in ("server_ack", "server_store"):
+        print(f"  {name} (gateway's /metrics, bucket bounds): {report[name]}")
     for frame, share in report["profile"].get("gateway", []):
         print(f"    {share:5.1f}  {frame}")
     report["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
