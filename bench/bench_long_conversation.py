@@ -1,21 +1,22 @@
 """Benchmark: one debtor, hundreds of turns, through the real gateway, Rasa and action server.
 
-    python -m bench.bench_long_conversation            # 600 turns
-    python -m bench.bench_long_conversation --smoke    # 60 turns
-    python -m bench.bench_long_conversation --turns 300
+    python -m bench.bench_long_conversation                 # every shape, 600 turns each
+    python -m bench.bench_long_conversation --shape lockout # one shape
+    python -m bench.bench_long_conversation --smoke         # 60 turns
 
 Starts the single deployment of ``tests/topology.py`` (SQLite ledger, one Rasa server with
 the trained CI model and ``endpoints.yml``, the action server, one gateway) with the Graph
-API stand-in. One seeded debtor verifies once (warm-up turns, not counted), then writes
-``--turns`` messages that keep the chat with the bot (balance, due date, charges, how to
-pay, an OXXO reference through its form, thanks, "¿eres un bot?"), each as a signed
-WhatsApp webhook sent after the previous turn's replies were all sent.
+API stand-in, once per shape of conversation (``bench/conversation_shapes.py``): a verified
+chat; a form that keeps re-asking; a lockout; a chat handed to an agent and back every ten
+turns; a new session every ten turns. Each turn is a signed WhatsApp webhook sent after the
+previous turn's replies were all sent.
 
-Measured per turn: webhook POST → first Graph send. Printed and written to
-``bench/results/long_conversation.json``: turns 1-10 against the last 10, per-block
-figures, the ratio last/first (p50), how many events Rasa's tracker holds at the end, and
-two checks that a flat latency did not cost memory of the conversation: the debtor is
-never asked to verify again, and every balance question gets the balance.
+Measured per turn: webhook POST → first Graph send, and the CPU all three processes spent
+on it (``/proc``). Printed and written to ``bench/results/long_conversation.json``: turns
+1-10 against the last 10 (goal: at most 1.5×, for latency and CPU), per-block figures, how
+many events Rasa's tracker holds at the end, and checks that a flat turn did not cost the
+conversation's memory: a verified debtor is never asked to verify again and every balance
+question gets the balance (``chat``), a locked-out sender stays locked out.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.conversation_shapes import ASKS_IDENTITY, SHAPES, VERIFY, Shape, ShapeContext
 from bot.channels.whatsapp import SIGNATURE_HEADER, sign_body
 from bot.config import SANDBOX_APP_SECRET
 from bot.domain.phones import whatsapp_id
@@ -45,24 +47,7 @@ from tests.topology import TOPOLOGY_TOKEN, Topology, load_debtors
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "long_conversation.json"
 
-# Verification first (not measured): a verified debtor is the long conversation's normal case.
-PRELUDE = ["hola, buenas tardes", "cuánto debo?", "15/03/1985"]
-# Ten messages that keep the chat with the bot; turn n and n + 10 say the same thing, so
-# turns 1-10 and the last 10 are the same work. No agent, opt-out, wrong number or insult.
-CYCLE = [
-    "cuánto debo?",
-    "cuándo vence mi pago",
-    "por qué me cobran tanto",
-    "cómo puedo pagar",
-    "mándame la referencia para pagar en oxxo",
-    "500",
-    "muchas gracias",
-    "eres un robot?",
-    "hola otra vez",
-    "ok gracias",
-]
-BALANCE_QUESTION = CYCLE[0]
-ASKS_IDENTITY = "fecha de nacimiento"
+BALANCE_QUESTION = "cuánto debo?"
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -127,11 +112,18 @@ def tracker_store_setting() -> str:
     return str(store.get("type") or "in-memory (Rasa's default)")
 
 
-def run(turns: int, model: Path, *, verbose: bool = False) -> dict[str, Any]:
+def _first_last(values: list[float]) -> dict[str, float]:
+    first, last = statistics.fmean(values[:10]), statistics.fmean(values[-10:])
+    return {"first_10": round(first, 1), "last_10": round(last, 1), "ratio": round(last / first, 2)}
+
+
+def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict[str, Any]:
     debtor = load_debtors(1)[0]
     latencies: list[float] = []
+    cpu_ms: list[float] = []  # all processes together, per turn
     identity_prompts = 0
     balance_answers = balance_questions = 0
+    lost_state = 0
     with GraphStub(keep_alive=True) as graph:
         topology = Topology(
             model=model,
@@ -151,22 +143,33 @@ def run(turns: int, model: Path, *, verbose: bool = False) -> dict[str, Any]:
             gateway_url = topology.gateway_urls()[0]
             with httpx.Client(base_url=gateway_url, timeout=60) as client:
                 chat = Conversation(client, graph, whatsapp_id(debtor.phone))
-                prelude = [chat.say(text) for text in PRELUDE]
-                if "$" not in " ".join(prelude[-1][1]):
-                    raise SystemExit(f"verification did not work: {prelude[-1][1]}")
+                context = ShapeContext(
+                    client, topology.rasa_urls()[0], debtor.phone, topology.db_url
+                )
+                prelude = [chat.say(text) for text in shape.prelude]
+                last_words = " ".join(prelude[-1][1]) if prelude else ""
+                if shape.prelude == VERIFY and "$" not in last_words:
+                    raise SystemExit(f"verification did not work: {last_words}")
+                if shape.reached and shape.reached not in last_words:
+                    raise SystemExit(f"the {shape.name} shape was not reached: {last_words}")
                 for turn in range(1, turns + 1):
-                    text = CYCLE[(turn - 1) % len(CYCLE)]
+                    text = shape.cycle[(turn - 1) % len(shape.cycle)]
+                    cpu_before = sum(topology.cpu_seconds().values())
                     latency, replies = chat.say(text)
+                    cpu_ms.append(1000 * (sum(topology.cpu_seconds().values()) - cpu_before))
                     latencies.append(latency)
                     said = " ".join(replies)
                     identity_prompts += ASKS_IDENTITY in said
+                    lost_state += bool(shape.never and shape.never in said)
                     if text == BALANCE_QUESTION:
                         balance_questions += 1
                         balance_answers += "$12,000.00" in said
                     if verbose:
                         print(f"{turn:4d} {latency * 1000:7.1f} ms  {text!r} → {said[:90]!r}")
+                    if shape.between is not None:
+                        shape.between(context, turn)
                     if turn % 100 == 0:
-                        print(f"  … {turn} turns", file=sys.stderr)
+                        print(f"  … {shape.name}: {turn} turns", file=sys.stderr)
             events = tracker_events(topology.rasa_urls()[0], debtor.phone)
             memory = topology.peak_rss_mib()
 
@@ -175,36 +178,75 @@ def run(turns: int, model: Path, *, verbose: bool = False) -> dict[str, Any]:
         {
             "turns": f"{start + 1}-{min(start + block, turns)}",
             **summary(latencies[start : start + block]),
+            "cpu_ms_mean": round(statistics.fmean(cpu_ms[start : start + block]), 1),
         }
         for start in range(0, turns, block)
     ]
     first, last = summary(latencies[:10]), summary(latencies[-10:])
     return {
+        "shape": shape.name,
+        "summary": shape.summary,
         "turns": turns,
         "first_10": first,
         "last_10": last,
         "ratio_last_first_p50": round(last["p50_ms"] / first["p50_ms"], 2),
         "ratio_last_first_mean": round(last["mean_ms"] / first["mean_ms"], 2),
+        "cpu_ms_per_turn": _first_last(cpu_ms),
         "blocks": blocks,
         "all": summary(latencies),
         "rasa_tracker_events_at_end": events,
-        "identity_asked_again": identity_prompts,
+        "identity_asked": identity_prompts,
+        "state_lost": lost_state,
         "balance_answered": f"{balance_answers}/{balance_questions}",
         "tracker_store": tracker_store_setting(),
         "model": model.name,
         "startup_seconds": round(startup, 1),
         "peak_rss_mib": memory,
-        "measured": "webhook POST → first Graph send; warm-up: the 3 verification turns",
+        "measured": (
+            "webhook POST → first Graph send; CPU of gateway, Rasa and actions from the POST "
+            "until the turn's last reply went out; not measured: the prelude, the steps "
+            "between turns"
+        ),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
     }
 
 
+def _print(result: dict[str, Any]) -> None:
+    turns = result["turns"]
+    print(f"\n{result['shape']}: {turns} turns, {result['summary']} ({result['tracker_store']})")
+    print(f"  {'turns':>9}  {'p50 ms':>8}  {'p95 ms':>8}  {'mean ms':>8}  {'CPU ms':>7}")
+    cpu = result["cpu_ms_per_turn"]
+    rows = [
+        ("first 10", result["first_10"], cpu["first_10"]),
+        *((b["turns"], b, b["cpu_ms_mean"]) for b in result["blocks"]),
+        ("last 10", result["last_10"], cpu["last_10"]),
+    ]
+    for label, row, cpu_mean in rows:
+        print(
+            f"  {label:>9}  {row['p50_ms']:8.1f}  {row['p95_ms']:8.1f}  {row['mean_ms']:8.1f}"
+            f"  {cpu_mean:7.1f}"
+        )
+    print(
+        f"  last/first: latency p50 {result['ratio_last_first_p50']}×, "
+        f"mean {result['ratio_last_first_mean']}×; CPU (all processes) {cpu['ratio']}×"
+    )
+    print(
+        f"  Rasa tracker events at the end: {result['rasa_tracker_events_at_end']}; "
+        f"identity asked {result['identity_asked']}×; state lost {result['state_lost']}×; "
+        f"balance answered {result['balance_answered']}"
+    )
+    print(f"  peak RSS (MiB): {result['peak_rss_mib']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--smoke", action="store_true", help="60 turns")
+    parser.add_argument(
+        "--shape", choices=[*SHAPES, "all"], default="all", help="which conversation (all)"
+    )
     parser.add_argument("--model", type=Path, help="a trained model (default: the CI model)")
     parser.add_argument("--verbose", action="store_true", help="print every turn")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
@@ -216,29 +258,18 @@ def main() -> None:
     model = args.model or latest_model(ROOT, config)
     if model is None:
         raise SystemExit(f"no trained model for {config}: run `acuerdo train` (or make test) first")
-    result = run(turns, model, verbose=args.verbose)
+    names = list(SHAPES) if args.shape == "all" else [args.shape]
+    results = {}
+    for name in names:
+        results[name] = run(turns, model, SHAPES[name], verbose=args.verbose)
+        _print(results[name])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-
-    print(
-        f"{turns} turns of one debtor through gateway → Rasa → actions ({result['tracker_store']})"
-    )
-    print(f"  {'turns':>9}  {'p50 ms':>8}  {'p95 ms':>8}  {'mean ms':>8}")
-    rows = [("first 10", result["first_10"]), *((b["turns"], b) for b in result["blocks"])]
-    rows.append(("last 10", result["last_10"]))
-    for label, row in rows:
-        print(f"  {label:>9}  {row['p50_ms']:8.1f}  {row['p95_ms']:8.1f}  {row['mean_ms']:8.1f}")
-    print(
-        f"  last/first (p50): {result['ratio_last_first_p50']}×   "
-        f"(mean): {result['ratio_last_first_mean']}×"
-    )
-    print(f"  Rasa tracker events at the end: {result['rasa_tracker_events_at_end']}")
-    print(
-        f"  identity asked again: {result['identity_asked_again']}   "
-        f"balance answered: {result['balance_answered']}"
-    )
-    print(f"  peak RSS (MiB): {result['peak_rss_mib']}")
+    args.out.write_text(json.dumps({"shapes": results}, indent=2, ensure_ascii=False) + "\n")
     print(f"written to {args.out}")
+    worst = max(
+        max(r["ratio_last_first_p50"], r["cpu_ms_per_turn"]["ratio"]) for r in results.values()
+    )
+    print(f"worst last/first ratio: {worst}× (goal ≤ 1.5×)")
 
 
 if __name__ == "__main__":
