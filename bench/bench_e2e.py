@@ -13,7 +13,9 @@ closed loop measure queueing, 10 measure the product.
 
 1. **Baseline**: the same model in a bare ``rasa run`` (no gateway, no action server), N
    senders each posting the scripted conversation to Rasa's REST channel, one message after
-   the previous answer.
+   the previous answer. A second row does the same with Rasa's default recipe trained on
+   our domain and data (``config_default.yml``: pipeline and policies left to Rasa), what a
+   team gets without our engineering; ``--no-default-recipe`` skips it.
 2. **End to end**: the real processes (``tests/topology.py``), N debtors sending signed
    WhatsApp webhooks (``tests/load.py``), replies captured by the Graph stand-in. Latency is
    webhook POST → first reply accepted by the stand-in; the ack is POST → 200.
@@ -38,13 +40,16 @@ from typing import Any
 import httpx
 
 from bench.profiling import Profilers
+from bench.server_metrics import ACK_HISTOGRAM, bucket_quantiles, histogram_buckets
 from bot.domain.phones import whatsapp_id
-from bot.engine.training import latest_model, rasa_env
+from bot.engine.training import ensure_model, latest_model, rasa_env
 from tests.graph_stub import GraphStub
 from tests.load import SCRIPT, TAP_TITLES, TAPPING_SCRIPT, LoadDriver, collect, summary
 from tests.topology import REPO_ROOT, Service, Topology, free_port, load_debtors
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
+# Rasa's defaults on our domain and data: the second baseline row (issue 14).
+DEFAULT_RECIPE_CONFIG = "config_default.yml"
 
 
 # -- baseline: bare Rasa ------------------------------------------------------------------
@@ -163,6 +168,7 @@ def run_e2e(
         driver = LoadDriver(topology.gateway_urls(), graph, reply_timeout=60)
         driver.run([whatsapp_id(warm_up.phone)], script)
         cpu_before = topology.cpu_seconds()
+        acks_before = histogram_buckets(topology.gateway_urls(), ACK_HISTOGRAM)
         profilers = Profilers(topology.services(), workdir / "profile") if profile else None
         result = driver.run(wa_ids, script)
         deadline = time.monotonic() + 120
@@ -172,6 +178,7 @@ def run_e2e(
                 break
             time.sleep(0.2)
         cpu_after = topology.cpu_seconds()
+        acks_after = histogram_buckets(topology.gateway_urls(), ACK_HISTOGRAM)
         hot = profilers.stop() if profilers is not None else {}
         peaks = topology.peak_rss_mib()
     finally:
@@ -190,6 +197,7 @@ def run_e2e(
         "messages_per_second": round(len(answered) / elapsed, 1),
         "webhook_to_send_ms": summary(outcome.latencies),
         "ack_ms": summary(outcome.acks),
+        "ack_at_gateway": bucket_quantiles(acks_before, acks_after),
         "peak_rss_mib": peaks,
         "peak_rss_total_mib": round(sum(peaks.values()), 1),
         "cpu_ms_per_message": {
@@ -221,7 +229,12 @@ def _run_name(run: dict[str, Any]) -> str:
     return f"{name}, {run['debtors']} debtors" if run.get("light") else name
 
 
-def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -> None:
+def _print(
+    baseline: dict[str, Any],
+    runs: list[dict[str, Any]],
+    debtors: int,
+    default_recipe: dict[str, Any] | None = None,
+) -> None:
     print(f"\nEnd to end with {debtors} simulated debtors ({os.cpu_count()} cores)")
     header = _row(COLUMNS)
     print(header)
@@ -243,6 +256,25 @@ def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -
             )
         )  # fmt: skip
     )
+    if default_recipe is not None:
+        t = default_recipe["turn_ms"]
+        ratio = default_recipe["messages_per_second"] / baseline["messages_per_second"]
+        print(
+            _row(
+                (
+                    "bare Rasa, default recipe",
+                    default_recipe["messages_per_second"],
+                    f"{ratio:.2f}",
+                    t["p50"],
+                    t["p95"],
+                    t["p99"],
+                    "-",
+                    "-",
+                    default_recipe["peak_rss_mib"],
+                    default_recipe["errors"],
+                )
+            )  # fmt: skip
+        )
     for run in runs:
         lat, ack = run["webhook_to_send_ms"], run["ack_ms"]
         print(
@@ -262,10 +294,24 @@ def _print(baseline: dict[str, Any], runs: list[dict[str, Any]], debtors: int) -
             )  # fmt: skip
         )
     for run in runs:
+        acks = run["ack_at_gateway"]
+        if acks.get("count"):
+            print(
+                f"  ack inside the gateway ({_run_name(run)}; its /metrics, bucket bounds): "
+                f"p50 <= {acks['p50_at_most_ms']:.0f}, p95 <= {acks['p95_at_most_ms']:.0f}, "
+                f"p99 <= {acks['p99_at_most_ms']:.0f} ms; "
+                f"{100 * acks['share_within_50ms']:.1f}% within 50 ms"
+            )
+    for run in runs:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in run["peak_rss_mib"].items())
         print(f"  peak RSS ({run['topology']}): {parts} MiB")
     rasa_cpu = baseline["cpu_ms_per_message"]["rasa"]
     print(f"  CPU ms per message: bare Rasa {rasa_cpu:.1f}")
+    if default_recipe is not None:
+        default_cpu = default_recipe["cpu_ms_per_message"]["rasa"]
+        print(
+            f"  CPU ms per message: bare Rasa, Rasa's default recipe on our data {default_cpu:.1f}"
+        )
     for run in runs:
         cpu = run["cpu_ms_per_message"]
         parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
@@ -296,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rasa-nice", type=int, default=0, help="start Rasa with this nice value (0-19)"
     )
+    parser.add_argument(
+        "--no-default-recipe",
+        dest="default_recipe",
+        action="store_false",
+        help="skip the row of Rasa's default recipe (config_default.yml) on our data",
+    )
     parser.add_argument("--config", default=os.environ.get("ACUERDO_TRAIN_CONFIG", "config.yml"))
     args = parser.parse_args(argv)
     if args.smoke:
@@ -310,6 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     senders = [whatsapp_id(a.phone) for a in load_debtors(args.debtors, prefix="+52554")]
     workdir = Path(tempfile.mkdtemp(prefix="acuerdo-bench-e2e-"))
     baseline = run_baseline(model, senders, script, workdir)
+    default_recipe = None
+    if args.default_recipe and not args.smoke:
+        print("Rasa's default recipe (trained once, minutes, if its model is missing) ...")
+        default_model = ensure_model(REPO_ROOT, DEFAULT_RECIPE_CONFIG)
+        default_recipe = run_baseline(default_model, senders, script, workdir / "default")
+        default_recipe["model"] = default_model.name
     runs = []
     for scaled in {"single": [False], "scaled": [True], "both": [False, True]}[args.topology]:
         run = run_e2e(
@@ -330,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         light["light"] = True
         light["ratio"] = round(light["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(light)
-    _print(baseline, runs, args.debtors)
+    _print(baseline, runs, args.debtors, default_recipe)
     print(f"  taps: {taps} of the {len(script)} messages of each debtor ({args.script} script)")
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -345,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "script": args.script,
         "taps_per_debtor": taps,
         "baseline_bare_rasa": baseline,
+        "baseline_default_recipe": default_recipe,
         "end_to_end": runs,
     }
     target = RESULTS.with_name("e2e-smoke.json") if args.smoke else RESULTS

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "long_conversation.json"
 
 BALANCE_QUESTION = "cuánto debo?"
+WARM_UP = ["hola", "cuánto debo?", "ok", "cómo puedo pagar", "hola", "gracias"]
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -71,8 +72,11 @@ def settled(client: httpx.Client) -> bool:
 class Conversation:
     """Says one thing at a time as the debtor and waits for every reply."""
 
-    def __init__(self, client: httpx.Client, graph: GraphStub, wa_id: str) -> None:
+    def __init__(
+        self, client: httpx.Client, graph: GraphStub, wa_id: str, label: str = "long"
+    ) -> None:
         self.client = client
+        self.label = label
         self.graph = graph
         self.wa_id = wa_id
         self.count = 0
@@ -80,7 +84,9 @@ class Conversation:
     def say(self, text: str) -> tuple[float, list[str]]:
         """Seconds from the webhook POST to the first Graph send, and every reply's text."""
         self.count += 1
-        raw = webhook_body(self.wa_id, f"wamid.long.{self.count}.{time.time_ns()}", text, "Bench")
+        raw = webhook_body(
+            self.wa_id, f"wamid.{self.label}.{self.count}.{time.time_ns()}", text, "Bench"
+        )
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign_body(SANDBOX_APP_SECRET, raw),
@@ -118,7 +124,7 @@ def _first_last(values: list[float]) -> dict[str, float]:
 
 
 def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict[str, Any]:
-    debtor = load_debtors(1)[0]
+    debtor, warm_up = load_debtors(2)
     latencies: list[float] = []
     cpu_ms: list[float] = []  # all processes together, per turn
     identity_prompts = 0
@@ -129,7 +135,7 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
             model=model,
             graph_url=graph.url,
             scaled=False,
-            debtors=[debtor],
+            debtors=[debtor, warm_up],
             extra_env={
                 "ACUERDO_LOG_LEVEL": "WARNING",
                 # One person writing hundreds of messages in minutes is a flood to the
@@ -142,6 +148,11 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
             startup = time.monotonic() - started
             gateway_url = topology.gateway_urls()[0]
             with httpx.Client(base_url=gateway_url, timeout=60) as client:
+                # Another debtor first warms every process up (TensorFlow traces its graphs
+                # on first use), so turn 1 of the measured one is not a cold start.
+                warm_chat = Conversation(client, graph, whatsapp_id(warm_up.phone), "warm")
+                for text in WARM_UP:
+                    warm_chat.say(text)
                 chat = Conversation(client, graph, whatsapp_id(debtor.phone))
                 context = ShapeContext(
                     client, topology.rasa_urls()[0], debtor.phone, topology.db_url

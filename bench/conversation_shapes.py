@@ -148,18 +148,21 @@ SHAPES = {
             "form",
             "an unverified sender keeps ignoring the identity question (the form re-asks)",
             [],
+            # Each of these keeps the identity form running (it re-asks, or answers a
+            # question and asks again); a goodbye or "no entiendo" would end it.
             [
                 "cuánto debo?",
                 "hola",
-                "qué es esto",
+                "cómo puedo pagar",
                 "cuándo vence mi pago",
                 "ok",
                 "cuánto debo?",
-                "cómo puedo pagar",
-                "no entiendo",
-                "buenas tardes",
-                "gracias",
+                "por qué me cobran tanto",
+                "hola",
+                "ok",
+                "cuánto debo?",
             ],
+            never="$12,000.00",  # the balance, to someone who never verified
         ),
         Shape(
             "lockout",

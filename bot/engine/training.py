@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 # Everything that changes the trained model. bot/nlu is the custom NLU component.
@@ -68,8 +70,14 @@ def ensure_model(root: Path, config: str = "config.yml", *, force: bool = False)
     if target.exists() and not force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    command = train_command(root, config, target.parent, target.name.removesuffix(".tar.gz"))
-    result = subprocess.run(command, cwd=root, env=rasa_env(root))
+    with tempfile.TemporaryDirectory(prefix="acuerdo-train-") as scratch:
+        # Rasa writes the defaults it chose for missing keys into the config it was given
+        # (config_default.yml has none); a copy keeps the repository's file, and so the
+        # model's fingerprint, as it was.
+        copy = Path(scratch) / Path(config).name
+        shutil.copyfile(root / config, copy)
+        command = train_command(root, str(copy), target.parent, target.name.removesuffix(".tar.gz"))
+        result = subprocess.run(command, cwd=root, env=rasa_env(root))
     if result.returncode != 0 or not target.exists():
         raise TrainingError(f"rasa train failed (exit {result.returncode}); see the output above")
     return target
