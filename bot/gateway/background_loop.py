@@ -1,10 +1,10 @@
 """An event loop on a thread of its own, where the gateway's workers run.
 
-The webhook's ack only verifies, stores and commits. On the server's loop it queued behind
-whatever the pipeline and outbox workers had ready (their HTTP round trips, their wake-ups),
-so its p99 followed the gateway's load rather than its own work (``docs/performance.md``,
-"A lean turn, part 4"). The workers run here instead; the two loops share the process, its
-database engine and its HTTP clients (which keep one connection pool per loop).
+The webhook's ack only verifies, stores and commits; on the server's loop it could wait for
+whatever the pipeline and outbox workers had ready (their HTTP round trips, their wake-ups).
+The workers run here instead, so it never does (``docs/performance.md``, "A lean turn,
+part 4": measured, the loop was not where the ack's tail came from; the GIL is). The two
+loops share the process, its database engine and its HTTP clients (one pool per loop).
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import structlog
-
 T = TypeVar("T")
-log = structlog.get_logger("acuerdo.gateway")
 
 
 class BackgroundLoop:
