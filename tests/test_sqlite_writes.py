@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,8 +13,14 @@ import pytest
 from sqlalchemy import text
 
 from bot.db.engine import make_engine
-from bot.db.sqlite_writes import SerializedWritesConnection, urgent_writes, write_lock
+from bot.db.sqlite_writes import (
+    ProcessWriteLock,
+    SerializedWritesConnection,
+    urgent_writes,
+    write_lock,
+)
 from tests.graph_stub import wait_until
+from tests.topology import REPO_ROOT
 
 
 def _connect(path: Path, timeout: float = 5.0) -> SerializedWritesConnection:
@@ -182,3 +191,73 @@ def test_a_writer_that_gives_up_waiting_passes_the_lock_on(database: Path) -> No
     assert patient_got_it == [True]
     lock.release()
     assert lock.waiting == (0, 0)
+
+
+# -- between processes --------------------------------------------------------------------
+def _writer_process(database: Path, note: str, *flags: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.sqlite_writer_process", str(database), note, *flags],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+
+
+def _notes(database: Path) -> list[str]:
+    reader = sqlite3.connect(database)
+    try:
+        return [n for (n,) in reader.execute("SELECT note FROM rows ORDER BY id")]
+    finally:
+        reader.close()
+
+
+def test_a_writer_in_another_process_waits_on_the_lock_file_and_goes_on_at_the_commit(
+    database: Path,
+) -> None:
+    holder = _writer_process(database, "other process", "--hold")
+    assert holder.stdout is not None and holder.stdout.readline() == "wrote\n"
+    # The other process's transaction holds the lock file: this process cannot take it ...
+    assert not ProcessWriteLock(str(database)).acquire(0.05)
+    done, errors = threading.Event(), []
+    writer = threading.Thread(
+        target=_write_in_thread, args=(database, "this process", done, errors)
+    )
+    writer.start()
+    assert not done.wait(0.3)
+    holder.communicate("go\n", timeout=10)  # ... until it commits
+    assert done.wait(10), "this process's writer never got the lock"
+    writer.join()
+    assert errors == []
+    assert _notes(database) == ["other process", "this process"]
+
+
+def test_a_process_killed_while_it_writes_frees_the_lock(database: Path) -> None:
+    """``kill -9`` in the middle of a transaction: the kernel drops the process's lock file
+    with it, and the next writer goes on (its row is not half there)."""
+    holder = _writer_process(database, "killed", "--hold")
+    assert holder.stdout is not None and holder.stdout.readline() == "wrote\n"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    writer = _connect(database, timeout=5)
+    writer.cursor().execute("INSERT INTO rows (note) VALUES ('after the kill')")
+    writer.commit()
+    assert _notes(database) == ["after the kill"]
+
+
+def test_an_urgent_writer_in_another_process_goes_before_this_process_s_next_write(
+    database: Path,
+) -> None:
+    """The webhook's process (urgent) waits; the workers' process commits and writes again
+    at once: the ack's row comes first."""
+    holder = _connect(database)
+    holder.cursor().execute("INSERT INTO rows (note) VALUES ('worker, first')")
+    ack = _writer_process(database, "ack", "--urgent")
+    probe = ProcessWriteLock(str(database))
+    wait_until(probe._urgent_waiting, what="the other process's urgent writer waiting")
+    holder.commit()
+    holder.cursor().execute("INSERT INTO rows (note) VALUES ('worker, next')")
+    holder.commit()
+    out, _ = ack.communicate(timeout=10)
+    assert out.splitlines() == ["wrote", "committed"]
+    assert _notes(database) == ["worker, first", "ack", "worker, next"]

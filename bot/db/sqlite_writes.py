@@ -10,8 +10,13 @@ writers").
 :class:`SerializedWritesConnection` (``sqlite3.connect(factory=...)``) takes a lock shared by
 every connection of the process to the same file at a transaction's first write, and gives
 it back at commit or rollback, so the next writer starts at once and no thread sleeps in
-SQLite. Between processes (a CLI import beside the gateway) the busy handler still decides.
-Reads never take it: WAL readers do not block or wait for the writer.
+SQLite. Reads never take it: WAL readers do not block or wait for the writer.
+
+Between processes (the gateway taking webhooks beside the process running its workers) the
+holder of that lock also holds :class:`ProcessWriteLock`, an ``flock`` on a file beside the
+database, which the kernel frees the moment its holder commits or dies (``kill -9``). A
+waiter looks at it every fraction of a millisecond instead of SQLite's 1-100 ms sleeps. A
+process that does not take it (``sqlite3`` by hand) still meets SQLite's busy handler.
 
 A webhook's ack is a write that somebody waits for (Meta retries a slow one), while the
 workers' writes are not; under load the lock is busy most of the time, and in arrival order
@@ -22,6 +27,8 @@ the ack queued behind a dozen of the workers' transactions. Writes made inside
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -89,15 +96,111 @@ class WriteLock:
             self._normal.notify()
 
 
-_locks: dict[str, WriteLock] = {}
+class ProcessWriteLock:
+    """This process's turn at a SQLite file among the processes writing to it.
+
+    Two ``flock`` files beside the database: ``-writer.lock``, held exclusively while one of
+    this process's transactions writes, and ``-urgent.lock``, held shared by an urgent
+    waiter, which makes other processes' ordinary writers stand back until it has had its
+    turn. Only the holder of the process's :class:`WriteLock` uses it, one thread at a time.
+    """
+
+    FIRST_LOOK = 0.0001  # seconds between looks at a busy lock, doubling up to a cap
+    URGENT_CAP = 0.001
+    NORMAL_CAP = 0.004
+
+    def __init__(self, database: str) -> None:
+        self._writer = _lock_file(database + "-writer.lock")
+        self._urgent = _lock_file(database + "-urgent.lock")
+
+    def acquire(self, timeout: float, *, urgent: bool = False) -> bool:
+        """Take the lock within ``timeout`` seconds; False if another process kept it."""
+        deadline = time.monotonic() + timeout
+        if urgent:
+            fcntl.flock(self._urgent, fcntl.LOCK_SH)  # others' ordinary writers stand back
+        try:
+            delay = self.FIRST_LOOK
+            cap = self.URGENT_CAP if urgent else self.NORMAL_CAP
+            while not ((urgent or not self._urgent_waiting()) and _try_flock(self._writer)):
+                if time.monotonic() + delay > deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, cap)
+            return True
+        finally:
+            if urgent:
+                fcntl.flock(self._urgent, fcntl.LOCK_UN)
+
+    def release(self) -> None:
+        fcntl.flock(self._writer, fcntl.LOCK_UN)
+
+    def _urgent_waiting(self) -> bool:
+        """Whether another process has an urgent writer waiting (holding its shared lock)."""
+        if not _try_flock(self._urgent):
+            return True
+        fcntl.flock(self._urgent, fcntl.LOCK_UN)
+        return False
+
+
+def _lock_file(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _try_flock(descriptor: int) -> bool:
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class FileWriteLock:
+    """The write lock of one SQLite file: first among this process's threads, then among the
+    processes (urgent writers first at both)."""
+
+    def __init__(self, database: str) -> None:
+        self.threads = WriteLock()
+        self.processes = ProcessWriteLock(database) if _is_file(database) else None
+
+    @property
+    def waiting(self) -> tuple[int, int]:
+        """How many of this process's writers wait for the lock: (urgent, the others)."""
+        return self.threads.waiting
+
+    def acquire(self, timeout: float, *, urgent: bool = False) -> bool:
+        deadline = time.monotonic() + timeout
+        if not self.threads.acquire(timeout, urgent=urgent):
+            return False
+        if self.processes is None:
+            return True
+        remaining = max(0.0, deadline - time.monotonic())
+        if self.processes.acquire(remaining, urgent=urgent):
+            return True
+        self.threads.release()
+        return False
+
+    def release(self) -> None:
+        if self.processes is not None:
+            self.processes.release()
+        self.threads.release()
+
+
+def _is_file(database: str) -> bool:
+    return database not in ("", ":memory:") and not database.startswith("file:")
+
+
+_locks: dict[str, FileWriteLock] = {}
 _locks_guard = threading.Lock()
 _urgency = threading.local()
 
 
-def write_lock(database: str) -> WriteLock:
-    """The process's write lock for the SQLite file ``database``."""
+def write_lock(database: str) -> FileWriteLock:
+    """The write lock (threads, then processes) for the SQLite file ``database``."""
     with _locks_guard:
-        return _locks.setdefault(database, WriteLock())
+        lock = _locks.get(database)
+        if lock is None:
+            lock = _locks[database] = FileWriteLock(database)
+        return lock
 
 
 @contextlib.contextmanager
