@@ -146,6 +146,7 @@ def run_e2e(
     workdir: Path,
     profile: bool = False,
     rasa_nice: int = 0,
+    separate_workers: bool = True,
 ) -> dict[str, Any]:
     graph = GraphStub(keep_alive=True).start()
     # One debtor more than measured: it warms up every process with the whole script first,
@@ -159,6 +160,7 @@ def run_e2e(
         workdir=workdir,
         extra_env={"ACUERDO_LOG_LEVEL": "WARNING"},
         rasa_nice=rasa_nice,
+        separate_workers=separate_workers,
     )
     started = time.monotonic()
     topology.start()
@@ -189,6 +191,7 @@ def run_e2e(
     elapsed = result.finished - result.started
     return {
         "topology": "scaled" if scaled else "single",
+        "workers": "separate" if topology.workers is not None else "inline",
         "debtors": debtors,
         "processes": sorted(peaks),
         "startup_seconds": round(startup, 1),
@@ -348,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip the row of Rasa's default recipe (config_default.yml) on our data",
     )
+    parser.add_argument(
+        "--inline-workers",
+        dest="separate_workers",
+        action="store_false",
+        help="single topology: run the workers inside the gateway (ACUERDO_WORKERS=inline)",
+    )
     parser.add_argument("--config", default=os.environ.get("ACUERDO_TRAIN_CONFIG", "config.yml"))
     args = parser.parse_args(argv)
     if args.smoke:
@@ -378,12 +387,19 @@ def main(argv: list[str] | None = None) -> int:
             workdir / ("scaled" if scaled else "single"),
             profile=args.profile,
             rasa_nice=args.rasa_nice,
+            separate_workers=args.separate_workers,
         )
         run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(run)
     if args.light_debtors and not args.smoke and args.topology != "scaled":
         light = run_e2e(
-            model, args.light_debtors, script, False, workdir / "light", rasa_nice=args.rasa_nice
+            model,
+            args.light_debtors,
+            script,
+            False,
+            workdir / "light",
+            rasa_nice=args.rasa_nice,
+            separate_workers=args.separate_workers,
         )
         light["light"] = True
         light["ratio"] = round(light["messages_per_second"] / baseline["messages_per_second"], 2)

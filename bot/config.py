@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
     payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
     var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
+    # Where the pipeline and outbox workers run: in the gateway's process ("inline"), or in
+    # a process of their own ("separate", what ``acuerdo up`` runs), woken through a socket
+    # in ``var/`` and serving its health and metrics on loopback (docs/gateway.md).
+    workers: str = Field("inline", alias="ACUERDO_WORKERS")
+    workers_port: int | None = Field(None, alias="ACUERDO_WORKERS_PORT", ge=1, le=65535)
     # The shared secret of the internal services: the action server refuses a call without it,
     # Rasa's HTTP API and REST channel too (docs/security.md, "Who can reach what").
     internal_token: str | None = Field(None, alias="ACUERDO_INTERNAL_TOKEN")
@@ -157,6 +162,13 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 24 characters (openssl rand -hex 24)")
         return value.strip()
 
+    @field_validator("workers")
+    @classmethod
+    def _known_workers_mode(cls, value: str) -> str:
+        if value not in {"inline", "separate"}:
+            raise ValueError(f"must be 'inline' or 'separate', not '{value}'")
+        return value
+
     @field_validator("payments_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
@@ -218,6 +230,20 @@ class Settings(BaseSettings):
     @property
     def action_base_url(self) -> str:
         return self.action_server_url or f"http://127.0.0.1:{self.action_port}"
+
+    @property
+    def separate_workers(self) -> bool:
+        return self.workers == "separate"
+
+    @property
+    def workers_url(self) -> str:
+        """The workers' process's health and metrics, on loopback (default: the next port)."""
+        return f"http://127.0.0.1:{self.workers_port or self.port + 1}"
+
+    @property
+    def workers_wake_socket(self) -> Path:
+        """The Unix socket the workers' process is woken through."""
+        return Path(self.var_dir).resolve() / "workers.sock"
 
     def clock(self) -> Clock:
         """The application's clock (pinned when ``ACUERDO_NOW`` is set)."""

@@ -31,17 +31,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class GatewayProcess:
-    """``uvicorn bot.gateway.app:app_from_env`` in its own process."""
+GATEWAY_APP = "bot.gateway.app:app_from_env"
+WORKERS_APP = "bot.gateway.workers_app:workers_app_from_env"
 
-    def __init__(self, env: dict[str, str], port: int) -> None:
+
+class GatewayProcess:
+    """``uvicorn bot.gateway.app:app_from_env`` (or ``app``) in its own process."""
+
+    def __init__(self, env: dict[str, str], port: int, app: str = GATEWAY_APP) -> None:
         self.port = port
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "bot.gateway.app:app_from_env",
+                app,
                 "--factory",
                 "--host",
                 "127.0.0.1",

@@ -175,6 +175,10 @@ def test_acuerdo_up_binds_the_engine_to_loopback_and_arms_the_token(tmp_path: Pa
     assert rasa[rasa.index("--interface") + 1] == "127.0.0.1"
     assert rasa[rasa.index("--auth-token") + 1] == token
     assert "--credentials" in rasa
+    workers = specs["workers"].command
+    assert workers[workers.index("--host") + 1] == "127.0.0.1"
+    assert specs["gateway"].env["ACUERDO_WORKERS"] == "separate"
+    assert specs["workers"].env["ACUERDO_WORKERS_PORT"] == workers[workers.index("--port") + 1]
     for spec in specs.values():
         assert spec.env["ACUERDO_INTERNAL_TOKEN"] == token
 

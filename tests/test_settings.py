@@ -52,6 +52,7 @@ def test_every_setting_has_its_documented_default(clean_env: Path) -> None:
     assert settings.rcs_enabled is False
     assert settings.trusted_proxies is None  # X-Forwarded-For is nobody's to set
     assert (settings.signin_concurrent_hashes, settings.signin_user_address_failures) == (2, 5)
+    assert settings.workers == "inline" and settings.workers_url == "http://127.0.0.1:8001"
 
 
 def test_the_default_clock_is_unpinned(clean_env: Path) -> None:
@@ -122,6 +123,8 @@ def test_a_trailing_slash_on_the_public_url_is_dropped(
         ("ACUERDO_DATABASE_URL", "mysql://x"),
         ("ACUERDO_PUBLIC_URL", "pagos.example.mx"),
         ("PAYMENTS_PROVIDER", "paypal"),
+        ("ACUERDO_WORKERS", "elsewhere"),
+        ("ACUERDO_WORKERS_PORT", "0"),
         ("ACUERDO_TRUSTED_PROXIES", "10.0.0.1,proxy.internal"),
         ("ACUERDO_SIGNIN_CONCURRENT_HASHES", "0"),
     ],

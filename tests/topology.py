@@ -323,12 +323,16 @@ class Topology:
     debtors: list[AccountData] = field(default_factory=lambda: load_debtors(60))
     extra_env: dict[str, str] = field(default_factory=dict)
     rasa_nice: int = 0  # run Rasa at a lower CPU priority (nice) than the gateway
+    # The single topology as ``acuerdo up`` runs it: the workers in a process of their own
+    # beside the gateway (ACUERDO_WORKERS=separate); False keeps them inside the gateway.
+    separate_workers: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="acuerdo-top-")))
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
     actions: Service | None = None
     rasa: list[Service] = field(default_factory=list)
     gateway: list[Service] = field(default_factory=list)
+    workers: Service | None = None
     db_url: str = ""
 
     # -- set-up -------------------------------------------------------------------------
@@ -426,6 +430,28 @@ class Topology:
                     f"http://127.0.0.1:{port}/status?token={TOPOLOGY_TOKEN}",
                 ).start()
             )
+        if self.separate_workers and not self.scaled:
+            workers_port = free_port()
+            env["ACUERDO_WORKERS"] = "separate"
+            env["ACUERDO_WORKERS_PORT"] = str(workers_port)
+            self.workers = Service(
+                "workers",
+                [
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "bot.gateway.workers_app:workers_app_from_env",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(workers_port),
+                    "--no-access-log",
+                ],  # fmt: skip
+                {**env, "ACUERDO_PORT": str(gateway_ports[0])},
+                self.workdir / "workers.log",
+                f"http://127.0.0.1:{workers_port}/healthz",
+            ).start()
         for index, port in enumerate(gateway_ports):
             self.gateway.append(
                 Service(
@@ -457,7 +483,7 @@ class Topology:
 
     # -- use ----------------------------------------------------------------------------
     def services(self) -> list[Service]:
-        pieces: list[Service | None] = [self.actions, *self.rasa, *self.gateway]
+        pieces: list[Service | None] = [self.actions, *self.rasa, self.workers, *self.gateway]
         return [s for s in pieces if s is not None]
 
     def gateway_urls(self) -> list[str]:

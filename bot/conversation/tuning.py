@@ -34,6 +34,7 @@ class Tuning:
     worker_threads: int = 0
     gil_switch_seconds: float = 0.001  # sys.setswitchinterval (Python's default is 0.005)
     rasa_timeout: float = 30.0
+    readiness_timeout: float = 3.0  # the web role's look at the workers' process's /readyz
     send_timeout: float = 15.0
     lease_seconds: float = 90.0  # a claim older than this is presumed dead and retaken
     retry_base: float = 1.0  # first back-off; doubles per attempt, with jitter

@@ -1,4 +1,5 @@
-"""The FastAPI application: ``create_app(settings)``; workers run inside its lifespan."""
+"""The FastAPI application: ``create_app(settings)``; workers run inside its lifespan, or
+with ``ACUERDO_WORKERS=separate`` in their own process (``bot.gateway.workers_app``)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def create_app(
     settings.require_live_secrets()  # no webhook is taken with a missing or public secret
     if not structlog.is_configured():
         configure_logging(os.environ.get("ACUERDO_LOG_LEVEL", "INFO"))
-    runtime = GatewayRuntime(settings, tuning)
+    runtime = GatewayRuntime(settings, tuning, role="web" if settings.separate_workers else "all")
     scheduler = CampaignScheduler(runtime, campaign_interval) if campaign_interval else None
 
     @asynccontextmanager

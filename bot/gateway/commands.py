@@ -39,7 +39,7 @@ def _settings() -> Settings:
 
 
 def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[ChildSpec]:
-    """The three processes of a running Acuerdo."""
+    """The four processes of a running Acuerdo."""
     from bot.engine.action_server import command as action_server_command
     from bot.engine.training import rasa_env, serve_command
 
@@ -86,8 +86,30 @@ def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[
         ready_url=f"http://127.0.0.1:{settings.port}/healthz",
         cwd=str(root),
     )
-    # Stop order: the gateway first (no new work), then the engine, then the actions.
-    return [gateway, rasa, actions]
+    workers_port = settings.workers_url.rsplit(":", 1)[1]
+    gateway.env = {**app_env, "ACUERDO_WORKERS": "separate", "ACUERDO_WORKERS_PORT": workers_port}
+    workers = ChildSpec(
+        name="workers",
+        # Their own process, so the gateway's acks never wait behind them for the GIL.
+        command=[
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bot.gateway.workers_app:workers_app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            workers_port,
+            "--no-access-log",
+        ],  # fmt: skip
+        env={**gateway.env},
+        ready_url=f"{settings.workers_url}/healthz",
+        cwd=str(root),
+    )
+    # Stop order: the gateway first (no new work), the workers (work in flight finishes),
+    # then the engine, then the actions.
+    return [gateway, workers, rasa, actions]
 
 
 def _print_urls(settings: Settings, host: str, *, demo: bool) -> None:

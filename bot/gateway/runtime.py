@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+from typing import Literal
 
+import httpx
 import structlog
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,7 @@ from bot.conversation.worker import Worker
 from bot.db.engine import session_factory
 from bot.gateway.background_loop import BackgroundLoop
 from bot.gateway.metrics import PrometheusObserver
+from bot.gateway.wake import OUTBOX, PIPELINE, WakeListener, WakeSender
 from bot.policy import load_policy
 
 log = structlog.get_logger("acuerdo.gateway")
@@ -34,6 +38,10 @@ SQLITE_WORKER_THREADS = 2
 DEFAULT_WORKER_THREADS = min(32, (os.cpu_count() or 1) + 4)  # asyncio's own default
 DEFAULT_GRAPH_BASE = "https://graph.facebook.com"
 SANDBOX_GRAPH_PATH = "/sandbox/graph"
+
+# What a process runs: the routes and the workers ("all", ACUERDO_WORKERS=inline), the
+# routes alone ("web", which wakes the workers' process), or the workers alone ("workers").
+Role = Literal["all", "web", "workers"]
 
 
 def graph_base_url(settings: Settings) -> str:
@@ -46,8 +54,11 @@ def graph_base_url(settings: Settings) -> str:
 class GatewayRuntime:
     """Everything the routes and the workers share in one process."""
 
-    def __init__(self, settings: Settings, tuning: Tuning | None = None) -> None:
+    def __init__(
+        self, settings: Settings, tuning: Tuning | None = None, *, role: Role = "all"
+    ) -> None:
         self.settings = settings
+        self.role = role
         self.tuning = tuning or Tuning()
         self.db_url = settings.database_url
         self.sessions = session_factory(self.db_url)
@@ -112,6 +123,34 @@ class GatewayRuntime:
         self.workers_loop = BackgroundLoop("acuerdo-workers", threads=threads)
         self._pipeline_worker: Worker[Claim] | None = None
         self._outbox_worker: Worker[Claim] | None = None
+        socket_path = settings.workers_wake_socket
+        self._wake_sender = WakeSender(socket_path) if role == "web" else None
+        self._wake_listener = (
+            WakeListener(socket_path, {PIPELINE: self.wake_pipeline, OUTBOX: self.wake_outbox})
+            if role == "workers"
+            else None
+        )
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role != "web"
+
+    async def workers_readiness(self) -> dict[str, object] | None:
+        """In the web role, the workers' process's ``/readyz`` body; None if it does not
+        answer (it is down, or it refused our token)."""
+        token = self.settings.resolved_internal_token()
+        try:
+            async with httpx.AsyncClient(timeout=self.tuning.readiness_timeout) as client:
+                answer = await client.get(
+                    f"{self.settings.workers_url}/readyz",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+        except httpx.HTTPError:
+            return None
+        if answer.status_code not in (200, 503):
+            return None
+        body: dict[str, object] = answer.json()
+        return body
 
     def release_scheduled(self, session: Session) -> int:
         """The outbox's hook: company-started rows whose contact window opened."""
@@ -119,18 +158,29 @@ class GatewayRuntime:
 
     def wake_pipeline(self) -> None:
         """New inbound work: the pipeline looks now (callable from any thread)."""
+        if self._wake_sender is not None:
+            self._wake_sender.wake(PIPELINE)
+            return
         worker = self._pipeline_worker
         if worker is not None:
             self.workers_loop.call(worker.wake)
 
     def wake_outbox(self) -> None:
         """New outbound work: the outbox looks now (callable from any thread)."""
+        if self._wake_sender is not None:
+            self._wake_sender.wake(OUTBOX)
+            return
         worker = self._outbox_worker
         if worker is not None:
             self.workers_loop.call(worker.wake)
 
     async def start(self) -> None:
-        """Recover what a dead process left behind, then start both workers on their loop."""
+        """Recover what a dead process left behind, then start both workers on their loop
+        (in the web role, the workers' process does both)."""
+        if not self.runs_workers:
+            socket_path = str(self.settings.workers_wake_socket)
+            log.info("gateway.workers_elsewhere", wake_socket=socket_path)
+            return
         with self.sessions() as session:
             recovered = recover_single_process(session)
         if recovered:
@@ -138,7 +188,7 @@ class GatewayRuntime:
         sys.setswitchinterval(self.tuning.gil_switch_seconds)
         self.workers_loop.start()
         await self.workers_loop.run(self._start_workers())
-        log.info("gateway.workers_started", sandbox=self.settings.sandbox)
+        log.info("gateway.workers_started", sandbox=self.settings.sandbox, role=self.role)
 
     async def _start_workers(self) -> None:
         self._pipeline_worker = Worker(
@@ -159,6 +209,8 @@ class GatewayRuntime:
         )
         self._pipeline_worker.start()
         self._outbox_worker.start()
+        if self._wake_listener is not None:
+            self._wake_listener.start(asyncio.get_running_loop())
 
     async def stop(self) -> None:
         """Stop claiming, let work in flight finish briefly, close connections."""
@@ -168,10 +220,14 @@ class GatewayRuntime:
         for adapter in self.adapters.values():
             await adapter.aclose()
         await self.rasa.aclose()
+        if self._wake_sender is not None:
+            self._wake_sender.close()
         await self.workers_loop.stop()
         log.info("gateway.stopped")
 
     async def _stop_workers(self) -> None:
+        if self._wake_listener is not None:
+            self._wake_listener.stop(asyncio.get_running_loop())
         for worker in (self._pipeline_worker, self._outbox_worker):
             if worker is not None:
                 await worker.stop()

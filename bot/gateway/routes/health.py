@@ -39,17 +39,26 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         runtime.rasa.actions_ready(),
     )
     checks = {"database": database, "rasa": rasa, "action_server": actions}
+    halts: dict[str, str] = {}
+    if runtime.runs_workers:
+        # Which channel and when, not why: the channel's error text stays in the log
+        # (``outbox.halted``), not on an endpoint that strangers can read.
+        halts = {
+            channel: until.isoformat()
+            for channel, until in sorted(runtime.outbox.halts.active().items())
+        }
+    else:  # the workers run (and halt sending) in their own process
+        workers = await runtime.workers_readiness()
+        checks["workers"] = workers is not None and workers.get("status") == "ready"
+        reported = (workers or {}).get("sending_halted_until")
+        if isinstance(reported, dict):
+            halts = {str(channel): str(until) for channel, until in reported.items()}
     body: dict[str, object] = {
         "status": "ready" if all(checks.values()) else "not ready",
         "checks": checks,
     }
-    halted = runtime.outbox.halts.active()
-    if halted:
-        # Which channel and when, not why: the channel's error text stays in the log
-        # (``outbox.halted``), not on an endpoint that strangers can read.
-        body["sending_halted_until"] = {
-            channel: until.isoformat() for channel, until in sorted(halted.items())
-        }
+    if halts:
+        body["sending_halted_until"] = halts
     return JSONResponse(body, status_code=200 if all(checks.values()) else 503)
 
 
