@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest_gateway import envelope, rows, text
 from tests.graph_stub import GraphStub, describe, wait_until
@@ -125,3 +126,36 @@ def test_readiness_covers_the_workers_and_their_endpoints_want_the_internal_toke
     split.workers.kill()
     down = httpx.get(f"{split.gateway.url}/readyz", timeout=10)
     assert down.status_code == 503 and down.json()["checks"]["workers"] is False
+
+
+def test_the_gateway_s_metrics_include_the_workers_counters(
+    split: Split, graph_server: GraphStub
+) -> None:
+    """One scrape of the gateway still sees the whole gateway: the sends are counted in the
+    workers' process, the webhook in the gateway's."""
+    assert post_signed(split.gateway.url, envelope([text("hola")])).status_code == 200
+    graph_server.wait_for_sends(1, timeout=15)
+    bearer = {"Authorization": f"Bearer {split.token()}"}
+
+    def sent_in(exposition: str) -> float:
+        families = {f.name: f for f in text_string_to_metric_families(exposition)}
+        samples = families["acuerdo_messages_out"].samples
+        return sum(s.value for s in samples if s.labels.get("status") == "sent")
+
+    wait_until(
+        lambda: sent_in(httpx.get(f"{split.workers.url}/metrics", headers=bearer).text) == 1,
+        10,
+        "the workers counting the send",
+    )
+    gateway = httpx.get(f"{split.gateway.url}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(gateway)}
+    assert sent_in(gateway) == 1
+    inbound = families["acuerdo_messages_in"].samples
+    assert sum(s.value for s in inbound if s.name.endswith("_total")) == 1
+    assert families["acuerdo_workers_scraped"].samples[0].value == 1
+    assert gateway.count("# TYPE acuerdo_messages_out_total counter") == 1
+
+    split.workers.kill()
+    alone = httpx.get(f"{split.gateway.url}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(alone)}
+    assert families["acuerdo_workers_scraped"].samples[0].value == 0

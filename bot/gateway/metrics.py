@@ -1,11 +1,24 @@
 """Prometheus metrics of the gateway (``GET /metrics``).
 
 Defined once per process on the default registry; every app instance reports into them.
+With the workers in their own process, the gateway's ``/metrics`` adds theirs
+(:func:`merge_expositions`), so one scrape still sees the whole gateway.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Metric,
+    generate_latest,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.conversation.rate_limit import RATE_LIMITED
 
@@ -68,6 +81,10 @@ WEBHOOK_REJECTED = Counter(
     "Webhook calls refused, by endpoint and HTTP status",
     ["endpoint", "status"],
 )
+WORKERS_SCRAPED = Gauge(
+    "acuerdo_workers_scraped",
+    "1 when this scrape includes the workers' own process (ACUERDO_WORKERS=separate), else 0",
+)
 
 
 class PrometheusObserver:
@@ -99,3 +116,55 @@ def render_metrics(depths: dict[str, int]) -> tuple[bytes, str]:
     for queue, depth in depths.items():
         QUEUE_DEPTH.labels(queue).set(depth)
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+OWN_PREFIX = "acuerdo_"
+
+
+def merge_expositions(own: bytes, workers: str) -> bytes:
+    """This process's exposition with the ``acuerdo_*`` families of the workers' process.
+
+    Counters and histograms add up, gauges take the larger value (queue depths are measured
+    by both, a sending halt is set by the workers), ``*_created`` the earlier time. The
+    workers' process and runtime families (``process_*``, ``python_*``) are left out: they
+    describe another process.
+    """
+    theirs = {
+        family.name: family
+        for family in text_string_to_metric_families(workers)
+        if family.name.startswith(OWN_PREFIX)
+    }
+    merged: list[Metric] = []
+    for family in text_string_to_metric_families(own.decode()):
+        other = theirs.pop(family.name, None)
+        merged.append(family if other is None else _combined(family, other))
+    merged.extend(theirs.values())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merged))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+def _combined(mine: Metric, theirs: Metric) -> Metric:
+    def combine(a: float, b: float) -> float:
+        if mine.name.endswith("_created"):
+            return min(a, b)
+        if mine.type == "gauge":
+            return max(a, b)
+        return a + b
+
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for sample in [*mine.samples, *theirs.samples]:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        values[key] = combine(values[key], sample.value) if key in values else sample.value
+    family = Metric(mine.name, mine.documentation, mine.type)
+    for (name, labels), value in values.items():
+        family.add_sample(name, dict(labels), value)
+    return family
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)

@@ -138,19 +138,29 @@ class GatewayRuntime:
     async def workers_readiness(self) -> dict[str, object] | None:
         """In the web role, the workers' process's ``/readyz`` body; None if it does not
         answer (it is down, or it refused our token)."""
+        answer = await self._ask_workers("/readyz")
+        if answer is None or answer.status_code not in (200, 503):
+            return None
+        body: dict[str, object] = answer.json()
+        return body
+
+    async def workers_metrics(self) -> str | None:
+        """In the web role, the workers' process's exposition text; None if it does not answer."""
+        answer = await self._ask_workers("/metrics")
+        if answer is None or answer.status_code != 200:
+            return None
+        return answer.text
+
+    async def _ask_workers(self, path: str) -> httpx.Response | None:
         token = self.settings.resolved_internal_token()
         try:
             async with httpx.AsyncClient(timeout=self.tuning.readiness_timeout) as client:
-                answer = await client.get(
-                    f"{self.settings.workers_url}/readyz",
+                return await client.get(
+                    f"{self.settings.workers_url}{path}",
                     headers={"Authorization": f"Bearer {token}"},
                 )
         except httpx.HTTPError:
             return None
-        if answer.status_code not in (200, 503):
-            return None
-        body: dict[str, object] = answer.json()
-        return body
 
     def release_scheduled(self, session: Session) -> int:
         """The outbox's hook: company-started rows whose contact window opened."""

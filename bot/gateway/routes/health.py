@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from bot.conversation.claims import queue_depths
 from bot.gateway.deps import RuntimeDep
-from bot.gateway.metrics import render_metrics
+from bot.gateway.metrics import WORKERS_SCRAPED, merge_expositions, render_metrics
 from bot.gateway.routes.schemas import json_answer, text_answer
 
 router = APIRouter(tags=["health"])
@@ -78,5 +78,11 @@ async def metrics(runtime: RuntimeDep) -> Response:
         depths = await asyncio.to_thread(_depths, runtime)
     except Exception:
         depths = {}
+    workers = None
+    if not runtime.runs_workers:  # the pipeline's and the outbox's counters are theirs
+        workers = await runtime.workers_metrics()
+        WORKERS_SCRAPED.set(1 if workers is not None else 0)
     payload, content_type = render_metrics(depths)
+    if workers is not None:
+        payload = merge_expositions(payload, workers)
     return Response(payload, media_type=content_type)
