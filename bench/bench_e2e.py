@@ -44,7 +44,7 @@ from bench.server_metrics import ACK_HISTOGRAM, bucket_quantiles, histogram_buck
 from bot.domain.phones import whatsapp_id
 from bot.engine.training import ensure_model, latest_model, rasa_env
 from tests.graph_stub import GraphStub
-from tests.load import SCRIPT, TAP_TITLES, TAPPING_SCRIPT, LoadDriver, collect, summary
+from tests.load import SCRIPT, TAP_TITLES, TAPPING_SCRIPT, LoadDriver, Sent, collect, summary
 from tests.topology import REPO_ROOT, Service, Topology, free_port, load_debtors
 
 RESULTS = Path(__file__).resolve().parent / "results" / "e2e.json"
@@ -200,6 +200,10 @@ def run_e2e(
         "messages_per_second": round(len(answered) / elapsed, 1),
         "webhook_to_send_ms": summary(outcome.latencies),
         "ack_ms": summary(outcome.acks),
+        # Every debtor's first message arrives in one burst at the start; the rest as the
+        # conversations go (Rasa saturated): the ack goal is about the rest.
+        "ack_ms_first_turn": summary(_acks(result.sent, first=True)),
+        "ack_ms_later_turns": summary(_acks(result.sent, first=False)),
         "ack_at_gateway": bucket_quantiles(acks_before, acks_after),
         "peak_rss_mib": peaks,
         "peak_rss_total_mib": round(sum(peaks.values()), 1),
@@ -214,6 +218,10 @@ def run_e2e(
             "unanswered": unanswered,
         },
     }
+
+
+def _acks(sent: list[Sent], *, first: bool) -> list[float]:
+    return [s.ack_seconds for s in sent if s.ack_seconds is not None and (s.turn == 1) == first]
 
 
 COLUMNS = ("run", "msg/s", "ratio", "p50", "p95", "p99", "ack p50", "ack p99", "RSS MiB", "errors")
@@ -306,8 +314,15 @@ def _print(
                 f"{100 * acks['share_within_50ms']:.1f}% within 50 ms"
             )
     for run in runs:
+        first, later = run["ack_ms_first_turn"], run["ack_ms_later_turns"]
+        print(
+            f"  ack at the client ({_run_name(run)}): first turn's burst p50 {first['p50']}, "
+            f"p99 {first['p99']} ms; later turns p50 {later['p50']}, p95 {later['p95']}, "
+            f"p99 {later['p99']} ms"
+        )
+    for run in runs:
         parts = ", ".join(f"{k} {v:.0f}" for k, v in run["peak_rss_mib"].items())
-        print(f"  peak RSS ({run['topology']}): {parts} MiB")
+        print(f"  peak RSS ({_run_name(run)}): {parts} MiB")
     rasa_cpu = baseline["cpu_ms_per_message"]["rasa"]
     print(f"  CPU ms per message: bare Rasa {rasa_cpu:.1f}")
     if default_recipe is not None:
@@ -318,7 +333,7 @@ def _print(
     for run in runs:
         cpu = run["cpu_ms_per_message"]
         parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
-        print(f"  CPU ms per message ({run['topology']}): {parts}; total {sum(cpu.values()):.1f}")
+        print(f"  CPU ms per message ({_run_name(run)}): {parts}; total {sum(cpu.values()):.1f}")
         for name, frames in run["profile"].items():
             print(f"  py-spy, {name} ({run['topology']}): where its CPU samples are (self, %)")
             for frame, share in frames:
