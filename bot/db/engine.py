@@ -86,7 +86,11 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
+@lru_cache(maxsize=8)
 def session_factory(url: str) -> sessionmaker[Session]:
+    """One session maker per database URL per process: each ``sessionmaker`` defines a
+    Session subclass of its own, about 0.1 ms a time (profiled in the action server, which
+    opened several sessions per turn)."""
     return sessionmaker(bind=engine_for(url), expire_on_commit=False)
 
 
