@@ -255,7 +255,8 @@ class ContactPoint(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     debtor_id: Mapped[int | None] = mapped_column(ForeignKey("debtors.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # Channel
-    address: Mapped[str] = mapped_column(String(32))  # E.164
+    # E.164; looked up alone too (which debtor is this number, whatever the channel)
+    address: Mapped[str] = mapped_column(String(32), index=True)
     preferred: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out_at: Mapped[datetime | None]
     wrong_number_at: Mapped[datetime | None]

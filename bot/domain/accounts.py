@@ -102,10 +102,34 @@ def find_accounts_by_phone(session: Session, phone: str) -> list[Account]:
     )
 
 
+_PAID = (
+    select(func.coalesce(func.sum(Payment.amount_cents), 0))
+    .where(Payment.account_id == Account.id)
+    .correlate(Account)
+    .scalar_subquery()
+)
+_OWED = Account.principal_cents + Account.interest_cents + Account.fees_cents - _PAID
+
+
 def find_account_by_phone(session: Session, phone: str) -> Account | None:
-    """The account a chat from ``phone`` is about (the open one with most debt)."""
-    accounts = find_accounts_by_phone(session, phone)
-    return accounts[0] if accounts else None
+    """The account a chat from ``phone`` is about (the open one with most debt).
+
+    :func:`find_accounts_by_phone`'s first, in one statement: a first contact looks it up
+    inside the webhook's store, and that took a query per account (docs/performance.md,
+    part 5).
+    """
+    debtor = (
+        select(ContactPoint.debtor_id)
+        .where(ContactPoint.address == normalize_phone(phone), ContactPoint.debtor_id.is_not(None))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return session.scalars(
+        select(Account)
+        .where(Account.debtor_id == debtor)
+        .order_by(Account.status != AccountStatus.ACTIVE.value, _OWED.desc(), Account.id)
+        .limit(1)
+    ).first()
 
 
 def get_account(session: Session, external_id: str) -> Account | None:
