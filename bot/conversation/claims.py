@@ -245,15 +245,24 @@ def earliest_due(
     skip_channels: tuple[str, ...] = (),
 ) -> datetime | None:
     """When the next back-off or lease of ``direction`` ends (None: nothing is waiting),
-    leaving out the rows on ``skip_channels`` (halted ones)."""
-    query = select(func.min(Message.next_attempt_at)).where(
-        Message.direction == direction,
-        Message.status.in_(unfinished),
-        Message.next_attempt_at.is_not(None),
+    leaving out the rows on ``skip_channels`` (halted ones). Asked each time a worker goes
+    idle, so a statement built once (a tenth of the workers' CPU when built per call)."""
+    query = _earliest_due_query(direction, tuple(unfinished), tuple(skip_channels))
+    due: datetime | None = session.connection().execute(query).scalar()
+    return due
+
+
+@lru_cache(maxsize=64)
+def _earliest_due_query(
+    direction: str, unfinished: tuple[str, ...], skip_channels: tuple[str, ...]
+) -> Select[Any]:
+    m = _MESSAGES.c
+    query = select(func.min(m.next_attempt_at)).where(
+        m.direction == direction, m.status.in_(unfinished), m.next_attempt_at.is_not(None)
     )
     if skip_channels:
-        query = query.where(Message.channel.not_in(skip_channels))
-    return session.scalar(query)
+        query = query.where(m.channel.not_in(skip_channels))
+    return query
 
 
 def recover_single_process(session: Session) -> int:
