@@ -127,6 +127,7 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
     debtor, warm_up = load_debtors(2)
     latencies: list[float] = []
     cpu_ms: list[float] = []  # all processes together, per turn
+    cpu_ms_by_process: dict[str, list[float]] = {}  # the same, per process
     identity_prompts = 0
     balance_answers = balance_questions = 0
     lost_state = 0
@@ -165,9 +166,13 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
                     raise SystemExit(f"the {shape.name} shape was not reached: {last_words}")
                 for turn in range(1, turns + 1):
                     text = shape.cycle[(turn - 1) % len(shape.cycle)]
-                    cpu_before = sum(topology.cpu_seconds().values())
+                    cpu_before = topology.cpu_seconds()
                     latency, replies = chat.say(text)
-                    cpu_ms.append(1000 * (sum(topology.cpu_seconds().values()) - cpu_before))
+                    cpu_after = topology.cpu_seconds()
+                    for name, seconds in cpu_after.items():
+                        spent = 1000 * (seconds - cpu_before.get(name, 0.0))
+                        cpu_ms_by_process.setdefault(name, []).append(spent)
+                    cpu_ms.append(1000 * (sum(cpu_after.values()) - sum(cpu_before.values())))
                     latencies.append(latency)
                     said = " ".join(replies)
                     identity_prompts += ASKS_IDENTITY in said
@@ -190,6 +195,10 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
             "turns": f"{start + 1}-{min(start + block, turns)}",
             **summary(latencies[start : start + block]),
             "cpu_ms_mean": round(statistics.fmean(cpu_ms[start : start + block]), 1),
+            "cpu_ms_mean_by_process": {
+                name: round(statistics.fmean(values[start : start + block]), 1)
+                for name, values in cpu_ms_by_process.items()
+            },
         }
         for start in range(0, turns, block)
     ]
@@ -203,6 +212,9 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
         "ratio_last_first_p50": round(last["p50_ms"] / first["p50_ms"], 2),
         "ratio_last_first_mean": round(last["mean_ms"] / first["mean_ms"], 2),
         "cpu_ms_per_turn": _first_last(cpu_ms),
+        "cpu_ms_per_turn_by_process": {
+            name: _first_last(values) for name, values in cpu_ms_by_process.items()
+        },
         "blocks": blocks,
         "all": summary(latencies),
         "rasa_tracker_events_at_end": events,
@@ -227,17 +239,22 @@ def run(turns: int, model: Path, shape: Shape, *, verbose: bool = False) -> dict
 def _print(result: dict[str, Any]) -> None:
     turns = result["turns"]
     print(f"\n{result['shape']}: {turns} turns, {result['summary']} ({result['tracker_store']})")
-    print(f"  {'turns':>9}  {'p50 ms':>8}  {'p95 ms':>8}  {'mean ms':>8}  {'CPU ms':>7}")
+    by_process = result["cpu_ms_per_turn_by_process"]
+    names = list(by_process)
+    header = "".join(f"  {name[:9]:>9}" for name in names)
+    print(f"  {'turns':>9}  {'p50 ms':>8}  {'p95 ms':>8}  {'mean ms':>8}  {'CPU ms':>7}{header}")
     cpu = result["cpu_ms_per_turn"]
+    first = {name: by_process[name]["first_10"] for name in names}
+    last = {name: by_process[name]["last_10"] for name in names}
     rows = [
-        ("first 10", result["first_10"], cpu["first_10"]),
-        *((b["turns"], b, b["cpu_ms_mean"]) for b in result["blocks"]),
-        ("last 10", result["last_10"], cpu["last_10"]),
+        ("first 10", result["first_10"], cpu["first_10"], first),
+        *((b["turns"], b, b["cpu_ms_mean"], b["cpu_ms_mean_by_process"]) for b in result["blocks"]),
+        ("last 10", result["last_10"], cpu["last_10"], last),
     ]
-    for label, row, cpu_mean in rows:
+    for label, row, cpu_mean, per_process in rows:
         print(
             f"  {label:>9}  {row['p50_ms']:8.1f}  {row['p95_ms']:8.1f}  {row['mean_ms']:8.1f}"
-            f"  {cpu_mean:7.1f}"
+            f"  {cpu_mean:7.1f}" + "".join(f"  {per_process[n]:9.1f}" for n in names)
         )
     print(
         f"  last/first: latency p50 {result['ratio_last_first_p50']}×, "
