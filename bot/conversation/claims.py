@@ -290,7 +290,12 @@ def queue_depths(session: Session) -> dict[str, int]:
     waiting = (*INBOUND_UNFINISHED, *OUTBOUND_UNFINISHED, OutboundStatus.HELD)
     rows = session.execute(
         select(Message.direction, Message.status, func.count())
-        .where(Message.status.in_((*waiting, OutboundStatus.SCHEDULED)))
+        # Naming both directions lets the (direction, status) index find the waiting rows;
+        # by status alone the count read the index of every message ever stored.
+        .where(
+            Message.direction.in_(("in", "out")),
+            Message.status.in_((*waiting, OutboundStatus.SCHEDULED)),
+        )
         .group_by(Message.direction, Message.status)
     ).all()
     depths = {"inbox": 0, "outbox": 0, "held": 0, "scheduled": 0}
