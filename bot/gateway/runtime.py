@@ -187,6 +187,8 @@ class GatewayRuntime:
     async def start(self) -> None:
         """Recover what a dead process left behind, then start both workers on their loop
         (in the web role, the workers' process does both)."""
+        # Short GIL slices: the ack's store thread and the server's loop hand over sooner.
+        sys.setswitchinterval(self.tuning.gil_switch_seconds)
         if not self.runs_workers:
             socket_path = str(self.settings.workers_wake_socket)
             log.info("gateway.workers_elsewhere", wake_socket=socket_path)
@@ -195,7 +197,6 @@ class GatewayRuntime:
             recovered = recover_single_process(session)
         if recovered:
             log.warning("gateway.recovered_claims", count=recovered)
-        sys.setswitchinterval(self.tuning.gil_switch_seconds)
         self.workers_loop.start()
         await self.workers_loop.run(self._start_workers())
         log.info("gateway.workers_started", sandbox=self.settings.sandbox, role=self.role)
