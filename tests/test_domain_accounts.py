@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timezone
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -26,6 +26,7 @@ from bot.domain.accounts import (
     total_paid_cents,
 )
 from bot.domain.debtors import AccountData, upsert_account
+from tests.sql_plans import plans_of
 
 MakeAccount = Callable[..., Account]
 
@@ -196,23 +197,11 @@ def test_the_number_s_debtor_is_found_through_an_index_not_a_scan(
     """A first contact looks its number up inside the webhook's store: with 100,000 debtors
     a scan of every contact point would be the ack's slowest step."""
     make_account(phone="+525512345678")
-    statements: list[tuple[str, tuple[object, ...]]] = []
-    connection = session.connection()
-
-    def record(_conn, _cursor, statement, params, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        statements.append((statement, tuple(params)))
-
-    event.listen(connection, "before_cursor_execute", record)
-    try:
-        assert find_account_by_phone(session, "+525512345678") is not None
-    finally:
-        event.remove(connection, "before_cursor_execute", record)
-    assert len(statements) == 1  # one statement, whatever the number of accounts
-    statement, params = statements[0]
-    plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-    details = " | ".join(str(row[-1]) for row in plan)
-    assert "SCAN contact_points" not in details, details
-    assert "ix_contact_points_address" in details, details
+    found, plans = plans_of(session, lambda: find_account_by_phone(session, "+525512345678"))
+    assert found is not None
+    assert len(plans) == 1  # one statement, whatever the number of accounts
+    assert "SCAN contact_points" not in plans[0], plans[0]
+    assert "ix_contact_points_address" in plans[0], plans[0]
 
 
 def test_most_debt_means_what_is_still_owed_after_payments(

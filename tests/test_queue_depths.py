@@ -6,13 +6,13 @@ waiting rows through the (direction, status) index, not read every message ever 
 
 from __future__ import annotations
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.conversation.claims import queue_depths
 from bot.db.models import Message
 from bot.domain.conversations import get_or_create_conversation
+from tests.sql_plans import plans_of
 
 
 def _message(conversation_id: int, direction: str, status: str, clock: Clock) -> Message:
@@ -48,21 +48,6 @@ def test_the_depths_count_only_what_waits_and_use_the_index(session: Session, cl
         session.add(_message(conversation.id, direction, status, clock))
     session.flush()
 
-    statements: list[tuple[str, tuple[object, ...]]] = []
-    connection = session.connection()
-
-    def record(_conn, _cursor, statement, params, _context, _many) -> None:  # type: ignore[no-untyped-def]
-        statements.append((statement, tuple(params)))
-
-    event.listen(connection, "before_cursor_execute", record)
-    try:
-        depths = queue_depths(session)
-    finally:
-        event.remove(connection, "before_cursor_execute", record)
+    depths, plans = plans_of(session, lambda: queue_depths(session))
     assert depths == {"inbox": 2, "outbox": 2, "held": 1, "scheduled": 1}
-    statement, params = statements[0]
-    plan = " | ".join(
-        str(row[-1])
-        for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
-    )
-    assert "SEARCH messages USING COVERING INDEX ix_messages_status_next" in plan, plan
+    assert "SEARCH messages USING COVERING INDEX ix_messages_status_next" in plans[0], plans

@@ -35,6 +35,7 @@ from bot.db.migrate import upgrade
 from bot.domain.debtors import AccountData, upsert_account
 from bot.engine.action_server import command as action_server_command
 from bot.engine.training import rasa_env, serve_command
+from bot.gateway.workers_app import command as workers_command
 from tests.accounts import account_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -436,18 +437,7 @@ class Topology:
             env["ACUERDO_WORKERS_PORT"] = str(workers_port)
             self.workers = Service(
                 "workers",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "bot.gateway.workers_app:workers_app_from_env",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(workers_port),
-                    "--no-access-log",
-                ],  # fmt: skip
+                workers_command(python, workers_port),
                 {**env, "ACUERDO_PORT": str(gateway_ports[0])},
                 self.workdir / "workers.log",
                 f"http://127.0.0.1:{workers_port}/healthz",

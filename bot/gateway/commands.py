@@ -42,6 +42,7 @@ def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[
     """The four processes of a running Acuerdo."""
     from bot.engine.action_server import command as action_server_command
     from bot.engine.training import rasa_env, serve_command
+    from bot.gateway.workers_app import command as workers_command
 
     token = settings.resolved_internal_token()
     ports = {
@@ -91,18 +92,7 @@ def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[
     workers = ChildSpec(
         name="workers",
         # Their own process, so the gateway's acks never wait behind them for the GIL.
-        command=[
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bot.gateway.workers_app:workers_app_from_env",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            workers_port,
-            "--no-access-log",
-        ],  # fmt: skip
+        command=workers_command(sys.executable, int(workers_port)),
         env={**gateway.env},
         ready_url=f"{settings.workers_url}/healthz",
         cwd=str(root),

@@ -7,6 +7,8 @@ behind the workers (docs/performance.md, part 5). This process serves, on loopba
 counters; Prometheus scrapes it beside the gateway's).
 
     uvicorn --factory bot.gateway.workers_app:workers_app_from_env --host 127.0.0.1 --port N
+
+(:func:`command` builds that line; ``acuerdo up`` runs it.)
 """
 
 from __future__ import annotations
@@ -67,3 +69,20 @@ def workers_app_from_env() -> FastAPI:
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
     return create_workers_app(settings, tuning=tuning)
+
+
+def command(python: str, port: int) -> list[str]:
+    """The workers' process's command line: on loopback, only the gateway and Prometheus
+    on this machine ask it anything."""
+    return [
+        python,
+        "-m",
+        "uvicorn",
+        "bot.gateway.workers_app:workers_app_from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]  # fmt: skip
