@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.config import Settings
+from bot.config import Settings, SettingsError
 from bot.db.models import Account
 from bot.domain.conversations import (
     VerificationOutcome,
@@ -209,3 +209,11 @@ def test_rasa_rest_channel_refuses_a_turn_without_the_token(rasa_stack: RasaStac
     wrong = {"Authorization": "Bearer not-the-token"}
     assert httpx.post(url, json=body, headers=wrong, timeout=30).status_code == 401
     assert httpx.post(url, json=body, headers=rasa_stack.auth, timeout=60).status_code == 200
+
+
+def test_acuerdo_up_refuses_a_workers_port_that_another_process_has(tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, var_dir=str(tmp_path / "var"), port=8000, rasa_port=8001
+    )
+    with pytest.raises(SettingsError, match="ACUERDO_WORKERS_PORT: 8001"):
+        child_specs(settings, REPO_ROOT, Path("m.tar.gz"), "127.0.0.1")

@@ -88,6 +88,12 @@ def child_specs(settings: Settings, root: Path, model: Path, host: str) -> list[
         cwd=str(root),
     )
     workers_port = settings.workers_url.rsplit(":", 1)[1]
+    taken = {str(settings.port), str(settings.rasa_port), str(settings.action_port)}
+    if workers_port in taken:
+        raise SettingsError(
+            f"Invalid setting ACUERDO_WORKERS_PORT: {workers_port} is already the gateway's,"
+            " Rasa's or the action server's port; set a free one"
+        )
     gateway.env = {**app_env, "ACUERDO_WORKERS": "separate", "ACUERDO_WORKERS_PORT": workers_port}
     workers = ChildSpec(
         name="workers",
@@ -128,7 +134,7 @@ def _print_urls(settings: Settings, host: str, *, demo: bool) -> None:
 
 
 def run_stack(settings: Settings, host: str, *, demo: bool = False) -> int:
-    """Migrate, make sure a model exists, run the three processes until Ctrl-C."""
+    """Migrate, make sure a model exists, run the four processes until Ctrl-C."""
     from bot.db.migrate import upgrade
     from bot.engine.training import TrainingError, ensure_model
 
@@ -141,7 +147,7 @@ def run_stack(settings: Settings, host: str, *, demo: bool = False) -> int:
         typer.secho(str(exc), err=True, fg="red")
         return 1
     supervisor = Supervisor(specs)
-    supervisor.say(f"starting Rasa ({model.name}), the action server and the gateway…")
+    supervisor.say(f"starting Rasa ({model.name}), the action server, the gateway and its workers…")
     return supervisor.run(READY_TIMEOUT, lambda: _print_urls(settings, host, demo=demo))
 
 
@@ -150,7 +156,7 @@ def up_command(
         "127.0.0.1", help="Interface the gateway listens on (0.0.0.0 behind a proxy)."
     ),
 ) -> None:
-    """Run the Rasa server, the action server and the gateway together (Ctrl-C stops all)."""
+    """Run the Rasa server, the action server, the gateway and its workers (Ctrl-C stops all)."""
     settings = _settings()
     raise typer.Exit(run_stack(settings, host))
 
