@@ -25,10 +25,11 @@ def plans_of(session: Session, call: Callable[[], T]) -> tuple[T, list[str]]:
         result = call()
     finally:
         event.remove(connection, "before_cursor_execute", record)
+    explain = session.connection()  # a new one if ``call`` committed
     plans = [
         " | ".join(
             str(row[-1])
-            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+            for row in explain.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
         )
         for statement, params in statements
     ]

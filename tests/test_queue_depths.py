@@ -1,4 +1,6 @@
-"""``/metrics``' queue depths (``claims.queue_depths``): right counts, read from the index.
+"""Statements asked again and again for the life of the ledger read from an index: the
+queue depths of ``/metrics`` and the claims' look at a conversation's earliest unfinished
+row.
 
 Prometheus asks every few seconds, for the life of the ledger: the count must find the
 waiting rows through the (direction, status) index, not read every message ever stored.
@@ -6,10 +8,12 @@ waiting rows through the (direction, status) index, not read every message ever 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.conversation.claims import queue_depths
+from bot.conversation.claims import INBOUND_UNFINISHED, claim_rows, queue_depths
 from bot.db.models import Message
 from bot.domain.conversations import get_or_create_conversation
 from tests.sql_plans import plans_of
@@ -51,3 +55,29 @@ def test_the_depths_count_only_what_waits_and_use_the_index(session: Session, cl
     depths, plans = plans_of(session, lambda: queue_depths(session))
     assert depths == {"inbox": 2, "outbox": 2, "held": 1, "scheduled": 1}
     assert "SEARCH messages USING COVERING INDEX ix_messages_status_next" in plans[0], plans
+
+
+def test_a_claim_finds_a_conversation_s_earliest_unfinished_row_by_index(
+    session: Session, clock: Clock
+) -> None:
+    """A chat of months has thousands of rows: claiming its next message must not read them
+    all (the claim keeps each conversation in order by asking for its earliest unfinished
+    row)."""
+    conversation = get_or_create_conversation(session, clock, "whatsapp", "+525512345678")
+    for status in ("done", "done", "pending", "pending"):
+        session.add(_message(conversation.id, "in", status, clock))
+    session.commit()
+
+    claimed, plans = plans_of(
+        session,
+        lambda: claim_rows(
+            session,
+            direction="in",
+            unfinished=INBOUND_UNFINISHED,
+            claimed_status="processing",
+            lease=timedelta(seconds=90),
+            limit=8,
+        ),
+    )
+    assert len(claimed) == 1  # one per conversation, the earliest pending one
+    assert "ix_messages_conversation_unfinished" in plans[0], plans[0]

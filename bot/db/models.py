@@ -303,6 +303,9 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "direction", "external_id", name="uq_messages_external"),
         Index("ix_messages_status_next", "direction", "status", "next_attempt_at"),
+        # A claim asks for the earliest unfinished row of each candidate's conversation: by
+        # conversation alone, that read the conversation's whole history (migration 0008).
+        Index("ix_messages_conversation_unfinished", "conversation_id", "direction", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
