@@ -24,7 +24,6 @@ log = structlog.get_logger("acuerdo.wake")
 
 PIPELINE = "pipeline"
 OUTBOX = "outbox"
-KINDS = (PIPELINE, OUTBOX)
 MAX_SOCKET_PATH = 107  # sockaddr_un's sun_path, less its terminating NUL
 
 
