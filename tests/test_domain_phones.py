@@ -102,3 +102,14 @@ def test_a_short_value_is_masked_entirely(raw: str) -> None:
 @pytest.mark.parametrize("raw", [None, ""])
 def test_no_number_is_shown_as_a_question_mark(raw: str | None) -> None:
     assert mask_phone(raw) == "?"
+
+
+def test_a_number_seen_before_gives_the_same_answer_and_a_bad_one_still_fails() -> None:
+    # normalize_phone and mask_phone remember recent numbers (docs/performance.md, part 6):
+    # a remembered answer is the first one, and an invalid number is refused every time.
+    first = normalize_phone("5215512345678")
+    assert normalize_phone("5215512345678") == first == "+525512345678"
+    assert mask_phone("+525512345678") == mask_phone("+525512345678") == "+52 55 **** 5678"
+    for _ in range(2):
+        with pytest.raises(InvalidPhone):
+            normalize_phone("+52 55 1234")
