@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
@@ -111,6 +111,25 @@ _PAID = (
 _OWED = Account.principal_cents + Account.interest_cents + Account.fees_cents - _PAID
 
 
+# Built once: building it cost more than running it (docs/performance.md, part 6).
+_OPEN_ACCOUNT_OF_ADDRESS = (
+    select(Account)
+    .where(
+        Account.debtor_id
+        == (
+            select(ContactPoint.debtor_id)
+            .where(
+                ContactPoint.address == bindparam("address"), ContactPoint.debtor_id.is_not(None)
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+    )
+    .order_by(Account.status != AccountStatus.ACTIVE.value, _OWED.desc(), Account.id)
+    .limit(1)
+)
+
+
 def find_account_by_phone(session: Session, phone: str) -> Account | None:
     """The account a chat from ``phone`` is about (the open one with most debt).
 
@@ -118,18 +137,7 @@ def find_account_by_phone(session: Session, phone: str) -> Account | None:
     inside the webhook's store, and that took a query per account (docs/performance.md,
     part 5).
     """
-    debtor = (
-        select(ContactPoint.debtor_id)
-        .where(ContactPoint.address == normalize_phone(phone), ContactPoint.debtor_id.is_not(None))
-        .limit(1)
-        .scalar_subquery()
-    )
-    return session.scalars(
-        select(Account)
-        .where(Account.debtor_id == debtor)
-        .order_by(Account.status != AccountStatus.ACTIVE.value, _OWED.desc(), Account.id)
-        .limit(1)
-    ).first()
+    return session.scalars(_OPEN_ACCOUNT_OF_ADDRESS, {"address": normalize_phone(phone)}).first()
 
 
 def get_account(session: Session, external_id: str) -> Account | None:
