@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, object_session
 
 from bot.clock import Clock
@@ -20,15 +20,18 @@ from bot.domain.audit import record_audit
 from bot.domain.phones import normalize_phone
 from bot.policy import Policy
 
+# Every stored message looks its conversation up: a statement built once.
+_CONVERSATION_AT = select(Conversation).where(
+    Conversation.channel == bindparam("channel"), Conversation.address == bindparam("address")
+)
+
 
 def get_or_create_conversation(
     session: Session, clock: Clock, channel: str, address: str
 ) -> Conversation:
     """The conversation with ``address`` on ``channel``, created (and linked) on first contact."""
     e164 = normalize_phone(address)
-    conversation = session.scalars(
-        select(Conversation).where(Conversation.channel == channel, Conversation.address == e164)
-    ).first()
+    conversation = session.scalars(_CONVERSATION_AT, {"channel": channel, "address": e164}).first()
     if conversation is not None:
         return conversation
     now = clock.now_utc()
