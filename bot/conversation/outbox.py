@@ -166,6 +166,13 @@ class Outbox:
                 skip_channels=tuple(halted),
             )
 
+    def claim_loaded(self, limit: int) -> list[tuple[Claim, OutboundJob]]:
+        """:meth:`claim`, each loaded at once in the same thread (as the pipeline's)."""
+        claims = self.claim(limit)
+        with self._sessions() as session:
+            loaded = [(claim, load_outbound_job(session, claim)) for claim in claims]
+        return [(claim, job) for claim, job in loaded if job is not None]
+
     def next_due(self) -> datetime | None:
         halted = self.halts.active()
         with self._sessions() as session:
@@ -333,8 +340,12 @@ class Outbox:
     async def deliver(self, claim: Claim) -> None:
         """Send one claimed row and record the outcome."""
         job = await asyncio.to_thread(self._load, claim)
-        if job is None:
-            return
+        if job is not None:
+            await self.deliver_loaded((claim, job))
+
+    async def deliver_loaded(self, loaded: tuple[Claim, OutboundJob]) -> None:
+        """Send one row :meth:`claim_loaded` returned and record the outcome."""
+        claim, job = loaded
         adapter = self._adapters.get(job.channel)
         if adapter is None:
             log.error("outbox.no_adapter", channel=job.channel, message_id=claim.message_id)

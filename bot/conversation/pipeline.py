@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session
 
 from bot.channels.base import (
     CONVERSATIONAL_KINDS,
@@ -92,6 +93,20 @@ class Pipeline:
                 limit=limit,
             )
 
+    def claim_loaded(self, limit: int) -> list[tuple[Claim, InboundJob]]:
+        """:meth:`claim`, each claim loaded at once in the same thread and session.
+
+        What the worker calls: a load of its own per message cost another thread hand-off
+        and session (docs/performance.md, part 6). The load reads only, after the claim's
+        commit, so the write lock is held no longer than the claim's.
+        """
+        claims = self.claim(limit)
+        if not claims:
+            return []
+        with self._sessions() as session:
+            loaded = [(claim, self._load_in(session, claim)) for claim in claims]
+        return [(claim, job) for claim, job in loaded if job is not None]
+
     def next_due(self) -> datetime | None:
         with self._sessions() as session:
             return earliest_due(session, Direction.IN.value, INBOUND_UNFINISHED)
@@ -99,12 +114,15 @@ class Pipeline:
     # -- database steps (worker threads) --------------------------------------------------
     def _load(self, claim: Claim) -> InboundJob | None:
         with self._sessions() as session:
-            return load_inbound_job(
-                session,
-                claim,
-                rate_limit_messages=self._tuning.rate_limit_messages,
-                rate_limit_seconds=self._tuning.rate_limit_seconds,
-            )
+            return self._load_in(session, claim)
+
+    def _load_in(self, session: Session, claim: Claim) -> InboundJob | None:
+        return load_inbound_job(
+            session,
+            claim,
+            rate_limit_messages=self._tuning.rate_limit_messages,
+            rate_limit_seconds=self._tuning.rate_limit_seconds,
+        )
 
     def _complete(
         self,
@@ -264,8 +282,14 @@ class Pipeline:
         """Handle one claimed inbound message."""
         started = time.monotonic()
         job = await asyncio.to_thread(self._load, claim)
-        if job is None:
-            return
+        if job is not None:
+            await self._answer(claim, job, started)
+
+    async def process_loaded(self, loaded: tuple[Claim, InboundJob]) -> None:
+        """Handle one message :meth:`claim_loaded` returned."""
+        await self._answer(*loaded, time.monotonic())
+
+    async def _answer(self, claim: Claim, job: InboundJob, started: float) -> None:
         adapter = self._adapters.get(job.channel)
         context = {
             "message_id": job.message_id,

@@ -19,6 +19,7 @@ from bot.channels.whatsapp import WhatsAppAdapter
 from bot.compliance.outreach import release_scheduled
 from bot.config import Settings
 from bot.conversation.claims import Claim, recover_single_process
+from bot.conversation.jobs import InboundJob, OutboundJob
 from bot.conversation.outbox import Outbox
 from bot.conversation.pipeline import Pipeline
 from bot.conversation.rasa import RasaClient
@@ -121,8 +122,8 @@ class GatewayRuntime:
             SQLITE_WORKER_THREADS if self.db_url.startswith("sqlite") else DEFAULT_WORKER_THREADS
         )
         self.workers_loop = BackgroundLoop("acuerdo-workers", threads=threads)
-        self._pipeline_worker: Worker[Claim] | None = None
-        self._outbox_worker: Worker[Claim] | None = None
+        self._pipeline_worker: Worker[tuple[Claim, InboundJob]] | None = None
+        self._outbox_worker: Worker[tuple[Claim, OutboundJob]] | None = None
         socket_path = settings.workers_wake_socket
         self._wake_sender = WakeSender(socket_path) if role == "web" else None
         self._wake_listener = (
@@ -204,16 +205,16 @@ class GatewayRuntime:
     async def _start_workers(self) -> None:
         self._pipeline_worker = Worker(
             "pipeline",
-            claim=self.pipeline.claim,
-            handle=self.pipeline.process,
+            claim=self.pipeline.claim_loaded,
+            handle=self.pipeline.process_loaded,
             next_due=self.pipeline.next_due,
             concurrency=self.tuning.pipeline_concurrency,
             poll_interval=self.tuning.poll_interval,
         )
         self._outbox_worker = Worker(
             "outbox",
-            claim=self.outbox.claim,
-            handle=self.outbox.deliver,
+            claim=self.outbox.claim_loaded,
+            handle=self.outbox.deliver_loaded,
             next_due=self.outbox.next_due,
             concurrency=self.tuning.outbox_concurrency,
             poll_interval=self.tuning.poll_interval,
