@@ -89,6 +89,7 @@ def run_baseline(
     model: Path, senders: list[str], script: list[str], workdir: Path
 ) -> dict[str, Any]:
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     endpoints = workdir / "endpoints.none.yml"
     endpoints.write_text("# bare Rasa: no action server, in-memory tracker store\n")
     # Rasa's own REST channel (rasa run reads ./credentials.yml, our token-guarded one, unless told)
