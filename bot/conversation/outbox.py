@@ -169,6 +169,8 @@ class Outbox:
     def claim_loaded(self, limit: int) -> list[tuple[Claim, OutboundJob]]:
         """:meth:`claim`, each loaded at once in the same thread (as the pipeline's)."""
         claims = self.claim(limit)
+        if not claims:
+            return []
         with self._sessions() as session:
             loaded = [(claim, load_outbound_job(session, claim)) for claim in claims]
         return [(claim, job) for claim, job in loaded if job is not None]
