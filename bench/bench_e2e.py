@@ -8,8 +8,8 @@
 The debtors tap the options the assistant offers where a WhatsApp user would (3 of the 9
 messages of ``tests/load.py``'s ``TAPPING_SCRIPT``: "Consultar saldo", "Pagar ahora",
 "OXXO"); bare Rasa gets the tap's payload as its text, as a client of Rasa's REST channel
-sends it. After the 50-debtor runs, the single topology runs again with 10 debtors: 50 in a
-closed loop measure queueing, 10 measure the product.
+sends it. After the 50-debtor runs, the single topology runs again with 10 debtors, beside
+bare Rasa driven by 10 senders: 50 in a closed loop measure queueing, 10 measure the product.
 
 1. **Baseline**: the same model in a bare ``rasa run`` (no gateway, no action server), N
    senders each posting the scripted conversation to Rasa's REST channel, one message after
@@ -18,7 +18,9 @@ closed loop measure queueing, 10 measure the product.
    team gets without our engineering; ``--no-default-recipe`` skips it.
 2. **End to end**: the real processes (``tests/topology.py``), N debtors sending signed
    WhatsApp webhooks (``tests/load.py``), replies captured by the Graph stand-in. Latency is
-   webhook POST → first reply accepted by the stand-in; the ack is POST → 200.
+   webhook POST → first reply accepted by the stand-in; the ack is POST → 200. A debtor
+   writes again only after the ledger ties a reply to its last message (many turns are
+   answered in several bubbles; before, a late bubble released the next message early).
 
 Prints a table per run and writes ``bench/results/e2e.json``. Figures depend on the machine
 and on what else runs on it; the JSON records the core count and load average.
@@ -122,10 +124,14 @@ def run_baseline(
         service.wait_ready(600)
         load_seconds = time.monotonic() - started
         cpu_before = service.cpu_seconds()
+        driver_before = time.process_time()
         figures = asyncio.run(_rest_conversations(f"http://127.0.0.1:{port}", senders, script))
         figures["cpu_ms_per_message"] = {
             "rasa": _per_message(service.cpu_seconds() - cpu_before, figures["messages"])
         }
+        figures["driver_cpu_ms_per_message"] = _per_message(
+            time.process_time() - driver_before, figures["messages"]
+        )
         service.sample_memory()
     finally:
         service.stop()
@@ -168,12 +174,16 @@ def run_e2e(
     startup = time.monotonic() - started
     try:
         wa_ids = [whatsapp_id(a.phone) for a in accounts]
-        driver = LoadDriver(topology.gateway_urls(), graph, reply_timeout=60)
+        driver = LoadDriver(
+            topology.gateway_urls(), graph, reply_timeout=60, ledger_url=topology.db_url
+        )
         driver.run([whatsapp_id(warm_up.phone)], script)
         cpu_before = topology.cpu_seconds()
         acks_before = histogram_buckets(topology.gateway_urls(), ACK_HISTOGRAM)
         profilers = Profilers(topology.services(), workdir / "profile") if profile else None
+        driver_before = time.process_time()  # this process: the debtors and the Graph stand-in
         result = driver.run(wa_ids, script)
+        driver_cpu = time.process_time() - driver_before
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the last bubbles of the last turns
             outcome = collect(topology.db_url, graph, result.sent)
@@ -212,6 +222,8 @@ def run_e2e(
             name: _per_message(cpu_after[name] - cpu_before.get(name, 0.0), len(answered))
             for name in cpu_after
         },
+        # Not the product's: the bench's own process shares the cores with it.
+        "driver_cpu_ms_per_message": _per_message(driver_cpu, len(answered)),
         "profile": hot,
         "errors": {
             "delivery": len(result.delivery_errors),
@@ -339,6 +351,13 @@ def _print(
             print(f"  py-spy, {name} ({run['topology']}): where its CPU samples are (self, %)")
             for frame, share in frames:
                 print(f"    {share:5.1f}  {frame}")
+    drivers = [f"bare Rasa {baseline['driver_cpu_ms_per_message']:.1f}"] + [
+        f"{_run_name(run)} {run['driver_cpu_ms_per_message']:.1f}" for run in runs
+    ]
+    print(
+        "  CPU ms per message of the bench's own process (debtors, Graph stand-in; "
+        f"not the product's, on the same cores): {', '.join(drivers)}"
+    )
     print("  latency in ms: webhook POST -> first reply at the Graph stand-in;")
     print("  bare Rasa: one REST turn (no gateway, no action server)")
 
@@ -407,7 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         run["ratio"] = round(run["messages_per_second"] / baseline["messages_per_second"], 2)
         runs.append(run)
+    light_baseline = None
     if args.light_debtors and not args.smoke and args.topology != "scaled":
+        # Bare Rasa driven by as few senders: what the model alone gives at that load.
+        light_baseline = run_baseline(
+            model, senders[: args.light_debtors], script, workdir / "light-bare"
+        )
         light = run_e2e(
             model,
             args.light_debtors,
@@ -418,9 +442,18 @@ def main(argv: list[str] | None = None) -> int:
             separate_workers=args.separate_workers,
         )
         light["light"] = True
-        light["ratio"] = round(light["messages_per_second"] / baseline["messages_per_second"], 2)
+        light["ratio"] = round(
+            light["messages_per_second"] / light_baseline["messages_per_second"], 2
+        )
         runs.append(light)
     _print(baseline, runs, args.debtors, default_recipe)
+    if light_baseline is not None:
+        t = light_baseline["turn_ms"]
+        print(
+            f"  bare Rasa REST with {args.light_debtors} senders (the light run's ratio is to it): "
+            f"{light_baseline['messages_per_second']} msg/s, p50 {t['p50']}, p95 {t['p95']}, "
+            f"p99 {t['p99']} ms, CPU {light_baseline['cpu_ms_per_message']['rasa']:.1f} ms"
+        )
     print(f"  taps: {taps} of the {len(script)} messages of each debtor ({args.script} script)")
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -436,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "taps_per_debtor": taps,
         "baseline_bare_rasa": baseline,
         "baseline_default_recipe": default_recipe,
+        "baseline_bare_rasa_light": light_baseline,
         "end_to_end": runs,
     }
     target = RESULTS.with_name("e2e-smoke.json") if args.smoke else RESULTS

@@ -2,9 +2,14 @@
 
 Each debtor sends a message, waits for the assistant's first reply at the Graph stand-in
 (or ``reply_timeout``), then sends the next — a closed loop, so ``N`` debtors keep at most
-``N`` messages in flight. Deliveries are retried like Meta retries them: a refused
-connection goes to the next gateway, a 5xx is retried with a back-off. Optionally every
-webhook is delivered a second time, later (so some duplicates arrive after newer messages).
+``N`` messages in flight. With ``ledger_url`` a reply counts only if the ledger says it
+answers the message just sent: the real bot answers many turns in several bubbles, and
+counting sends alone let a turn's second bubble release the next turn, so debtors wrote
+ahead of the conversation (``ReplyLedger``).
+
+Deliveries are retried like Meta retries them: a refused connection goes to the next
+gateway, a 5xx is retried with a back-off. Optionally every webhook is delivered a second
+time, later (so some duplicates arrive after newer messages).
 
 What happened is measured afterwards from the ledger: each outbound row names the inbound
 message it answers (``payload.in_reply_to``) and its idempotency key, which the WhatsApp
@@ -17,6 +22,7 @@ import asyncio
 import json
 import random
 import statistics
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -129,6 +135,48 @@ class LoadResult:
     reply_timeouts: int = 0
 
 
+class ReplyLedger:
+    """Which debtor message an accepted send answers, read from the ledger as sends arrive.
+
+    The stand-in sees an idempotency key (``biz_opaque_callback_data``); the ledger's
+    outbound row with that key names the inbound row it answers (``payload.in_reply_to``),
+    whose ``external_id`` is the wamid the driver posted. Rows are read incrementally by id,
+    from the stand-in's threads, once per key not seen yet.
+    """
+
+    def __init__(self, db_url: str) -> None:
+        self._sessions = session_factory(db_url)
+        self._lock = threading.Lock()
+        self._last_id = 0
+        self._wamids: dict[int, str] = {}  # inbound row id -> wamid
+        self._answers: dict[str, int] = {}  # idempotency key -> inbound row id
+
+    def answered_wamid(self, request: GraphRequest) -> str | None:
+        key = request.body.get("biz_opaque_callback_data")
+        if not key:
+            return None
+        with self._lock:
+            if key not in self._answers:
+                self._read_new_rows()
+            inbound = self._answers.get(str(key))
+            return self._wamids.get(inbound) if inbound is not None else None
+
+    def _read_new_rows(self) -> None:
+        columns = (Message.id, Message.direction, Message.external_id, Message.payload)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(*columns).where(Message.id > self._last_id).order_by(Message.id)
+            ).all()
+        for row_id, direction, external_id, payload in rows:
+            self._last_id = max(self._last_id, row_id)
+            if direction == "in" and external_id:
+                self._wamids[row_id] = external_id
+            elif direction == "out" and payload and payload.get("idempotency_key"):
+                answers = payload.get("in_reply_to")
+                if answers is not None:
+                    self._answers[str(payload["idempotency_key"])] = int(answers)
+
+
 class LoadDriver:
     """Runs the simulated debtors against one or more gateways."""
 
@@ -143,8 +191,12 @@ class LoadDriver:
         seed: int = 7,
         run_id: str | None = None,
         replies_per_turn: int = 1,
+        ledger_url: str | None = None,
     ) -> None:
         self.gateway_urls = gateway_urls
+        # The real bot: a turn is answered by the first send the ledger ties to it.
+        self._ledger = ReplyLedger(ledger_url) if ledger_url else None
+        self._awaiting: dict[str, str] = {}  # wa_id -> wamid of the message in flight
         # A turn is answered once this many sends reached the debtor (the stand-in Rasa's
         # bubbles per turn); the real bot's vary, so it waits for the first.
         self.replies_per_turn = replies_per_turn
@@ -162,8 +214,18 @@ class LoadDriver:
     # -- replies ----------------------------------------------------------------------
     def _accepted(self, request: GraphRequest) -> None:  # called in the stub's threads
         wa_id = str(request.body.get("to", ""))
-        if wa_id in self._events and self._loop is not None:
+        if wa_id not in self._events or self._loop is None:
+            return
+        if self._ledger is None:
             self._loop.call_soon_threadsafe(self._count_reply, wa_id)
+            return
+        wamid = self._ledger.answered_wamid(request)
+        if wamid is not None:
+            self._loop.call_soon_threadsafe(self._answered, wa_id, wamid)
+
+    def _answered(self, wa_id: str, wamid: str) -> None:  # in the driver's loop
+        if self._awaiting.get(wa_id) == wamid:
+            self._events[wa_id].set()
 
     def _count_reply(self, wa_id: str) -> None:  # in the driver's loop
         self._replies[wa_id] = self._replies.get(wa_id, 0) + 1
@@ -217,6 +279,7 @@ class LoadDriver:
             raw = webhook_body(wa_id, sent.wamid, text)
             event.clear()
             self._replies[wa_id] = 0
+            self._awaiting[wa_id] = sent.wamid
             if not await self.deliver(client, raw, sent):
                 result.delivery_errors.append(f"{wa_id} turn {turn}: never accepted")
                 continue
