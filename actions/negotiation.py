@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.care import hand_off
-from actions.payment_codes import amount_cents_from, issue_and_send
+from actions.payment_codes import amount_cents_from, issue_and_send, say_code_refused
 from actions.turn import GatedAction, Turn, open_turn, verified
 from bot.db.models import Offer, OfferKind, OfferStatus
 from bot.domain.accounts import balance_breakdown
@@ -26,6 +26,7 @@ from bot.domain.negotiation import (
     plan_schedule,
 )
 from bot.nlu.amounts import parse_installments
+from bot.payments.provider import PaymentCodeError
 from bot.spanish import money, spoken_date
 
 
@@ -252,13 +253,16 @@ class ActionHandleAffirm(Action):
                 summary=summary,
                 amount=money(first.amount_cents),
             )
-            issue_and_send(
-                turn,
-                dispatcher,
-                amount_cents=first.amount_cents,
-                method="spei",
-                agreement=agreement,
-            )
+            try:
+                issue_and_send(
+                    turn,
+                    dispatcher,
+                    amount_cents=first.amount_cents,
+                    method="spei",
+                    agreement=agreement,
+                )
+            except PaymentCodeError as error:  # the agreement stands; the code can come later
+                say_code_refused(turn, dispatcher, error)
             return [SlotSet("offer_id", None)]
 
 

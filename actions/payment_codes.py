@@ -15,13 +15,31 @@ from bot.domain.accounts import balance_breakdown
 from bot.domain.money import pesos_to_cents
 from bot.nlu.amounts import parse_amount, parse_payment_method
 from bot.payments.links import payment_url
-from bot.payments.provider import PaymentCodeError, get_provider, shown_concept
+from bot.payments.provider import (
+    PaymentCodeError,
+    get_provider,
+    shown_concept,
+    shown_reference,
+)
 from bot.payments.reconcile import active_code_for
 from bot.spanish import METHOD_NAMES, money, spoken_datetime
 
 # The NLU's payment_method values → the provider's code methods.
 NLU_TO_CODE_METHOD = {"oxxo": "oxxo", "spei": "spei", "card": "card", "bank_deposit": "bank_ref"}
 MINIMUM_CODE_CENTS = 1_000  # $10: the smallest amount OXXO and banks take
+# Refusals that are not about the amount: the processor failed or cannot issue this code.
+PROCESSOR_REFUSALS = {"processor_unavailable", "email_required", "method_not_offered"}
+
+
+def say_code_refused(turn: Turn, dispatcher: CollectingDispatcher, error: PaymentCodeError) -> None:
+    """Tell the debtor why no code came: the processor, or the amount asked."""
+    if error.reason in PROCESSOR_REFUSALS:
+        dispatcher.utter_message(response="utter_payment_code_unavailable")
+        return
+    total = balance_breakdown(turn.session, turn.verified_account, turn.clock).total_cents
+    dispatcher.utter_message(
+        response="utter_amount_not_valid", minimum=money(MINIMUM_CODE_CENTS), total=money(total)
+    )
 
 
 def amount_cents_from(value: Any, text: str) -> int | None:
@@ -54,13 +72,20 @@ def issue_and_send(
         agreement=agreement,
     )
     url = payment_url(turn.settings.public_url, code.token)
+    reference = shown_reference(code)
+    # A processor's CLABE is at its bank, not the creditor's collection account.
+    bank = f" ({turn.policy.payment_codes.bank_name})" if code.provider == "local" else ""
     lines = []
     if code.method == "spei":
-        lines.append(f"CLABE: {code.clabe} ({turn.policy.payment_codes.bank_name})")
+        lines.append(f"CLABE: {reference}{bank}")
+        if code.voucher_number:
+            lines.append(f"Referencia de la transferencia: {code.voucher_number}")
     elif code.method == "oxxo":
-        lines.append(f"Referencia OXXO: {code.reference}")
+        lines.append(f"Referencia OXXO: {reference}")
     else:
-        lines.append(f"Referencia: {code.reference} ({turn.policy.payment_codes.bank_name})")
+        lines.append(f"Referencia: {reference}{bank}")
+    if code.hosted_url:
+        lines.append(f"Tu ficha para imprimir: {code.hosted_url}")
     expires = spoken_datetime(code.expires_at.astimezone(turn.clock.tz))
     dispatcher.utter_message(
         response="utter_payment_code",
@@ -75,8 +100,9 @@ def issue_and_send(
         json_message={
             "type": "payment_code",
             "method": code.method,
-            "reference": code.reference,
+            "reference": reference,
             "clabe": code.clabe,
+            "hosted_url": code.hosted_url,
             "amount": money(code.amount_cents),
             "amount_cents": code.amount_cents,
             "expires_at": code.expires_at.isoformat(),
@@ -193,12 +219,6 @@ class ActionIssuePaymentCode(GatedAction):
                 amount_cents=pesos_to_cents(f"{float(amount):.2f}"),
                 method=method,
             )
-        except PaymentCodeError:
-            account = turn.verified_account
-            total = balance_breakdown(turn.session, account, turn.clock).total_cents
-            dispatcher.utter_message(
-                response="utter_amount_not_valid",
-                minimum=money(MINIMUM_CODE_CENTS),
-                total=money(total),
-            )
+        except PaymentCodeError as error:
+            say_code_refused(turn, dispatcher, error)
         return reset

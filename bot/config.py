@@ -21,6 +21,7 @@ SANDBOX_APP_SECRET = "acuerdo-sandbox-app-secret"
 SANDBOX_ACCESS_TOKEN = "acuerdo-sandbox-access-token"
 SANDBOX_PHONE_NUMBER_ID = "100000000000001"
 SANDBOX_PAYMENTS_SECRET = "acuerdo-sandbox-payments-secret"
+PAYMENT_PROVIDERS = ("local", "stripe")  # PAYMENTS_PROVIDER (bot/payments/provider.py)
 # The sandbox's RCS agent (used while the sandbox is on and RCS_* are unset).
 SANDBOX_RCS_AGENT_ID = "acuerdo-sandbox@rbm.goog"
 SANDBOX_RCS_CLIENT_TOKEN = "acuerdo-sandbox-rcs-client-token"
@@ -65,6 +66,17 @@ class Settings(BaseSettings):
     sms_from: str | None = Field(None, alias="SMS_FROM")
     payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
     payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
+    # PAYMENTS_PROVIDER=stripe (docs/payment-codes.md): the secret key, the webhook endpoint's
+    # signing secret (comma-separated during a rotation: the new one and the old one), the API
+    # base (tests point the SDK at a local stand-in), an e-mail of the creditor's for OXXO
+    # vouchers of debtors without one (Stripe requires one), the signatures' age limit.
+    stripe_api_key: str | None = Field(None, alias="STRIPE_API_KEY")
+    stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
+    stripe_api_base_url: str | None = Field(None, alias="STRIPE_API_BASE_URL")
+    stripe_billing_email: str | None = Field(None, alias="STRIPE_BILLING_EMAIL")
+    stripe_webhook_tolerance_seconds: int = Field(
+        300, alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS", ge=1, le=3600
+    )
     var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
     # Where the pipeline and outbox workers run: in the gateway's process ("inline"), or in
     # a process of their own ("separate", what ``acuerdo up`` runs), woken through a socket
@@ -116,7 +128,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("rcs_api_base_url", "sms_api_base_url", "action_server_url")
+    @field_validator(
+        "rcs_api_base_url", "sms_api_base_url", "action_server_url", "stripe_api_base_url"
+    )
     @classmethod
     def _optional_http_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
@@ -172,9 +186,47 @@ class Settings(BaseSettings):
     @field_validator("payments_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        if value not in {"local"}:
-            raise ValueError(f"unknown payments provider '{value}' (known: local)")
+        if value not in PAYMENT_PROVIDERS:
+            known = ", ".join(PAYMENT_PROVIDERS)
+            raise ValueError(f"unknown payments provider '{value}' (known: {known})")
         return value
+
+    @field_validator("stripe_api_key")
+    @classmethod
+    def _stripe_key(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("sk_", "rk_")):
+            raise ValueError("must be a secret or restricted key (sk_... or rk_...)")
+        return value.strip()
+
+    @field_validator("stripe_webhook_secret")
+    @classmethod
+    def _stripe_signing_secrets(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if not item.startswith("whsec_"):
+                raise ValueError("each signing secret starts with whsec_ (comma-separated)")
+        return ",".join(items)
+
+    @property
+    def stripe_webhook_secrets(self) -> tuple[str, ...]:
+        return (
+            tuple((self.stripe_webhook_secret or "").split(","))
+            if self.stripe_webhook_secret
+            else ()
+        )
+
+    def payments_problem(self) -> str | None:
+        """What the chosen payments provider still needs, as one line, or None."""
+        if self.payments_provider == "stripe":
+            if not self.stripe_api_key:
+                return "Invalid setting STRIPE_API_KEY: missing (PAYMENTS_PROVIDER=stripe)"
+            if not self.stripe_webhook_secret:
+                return "Invalid setting STRIPE_WEBHOOK_SECRET: missing (PAYMENTS_PROVIDER=stripe)"
+        return None
 
     def unsafe_secret(self) -> str | None:
         """Outside the sandbox, the first channel or payments secret that is missing or public.
@@ -193,9 +245,10 @@ class Settings(BaseSettings):
         ]
         if self.rcs_agent_id:
             checks.append(("RCS_CLIENT_TOKEN", self.rcs_client_token, SANDBOX_RCS_CLIENT_TOKEN))
-        checks.append(
-            ("PAYMENTS_WEBHOOK_SECRET", self.payments_webhook_secret, SANDBOX_PAYMENTS_SECRET)
-        )
+        if self.payments_provider == "local":  # a processor's secrets: payments_problem
+            checks.append(
+                ("PAYMENTS_WEBHOOK_SECRET", self.payments_webhook_secret, SANDBOX_PAYMENTS_SECRET)
+            )
         advice = "set a secret of your own (or ACUERDO_SANDBOX=1 for the demo)"
         for variable, value, public in checks:
             if value is None or not value.strip():
@@ -287,6 +340,9 @@ def load_settings() -> Settings:
             parse_pinned_now(settings.now, ZoneInfo(settings.timezone))
         except ClockError as exc:
             raise SettingsError(f"Invalid setting ACUERDO_NOW: {exc}") from None
+    problem = settings.payments_problem()
+    if problem is not None:
+        raise SettingsError(problem)
     return settings
 
 

@@ -209,3 +209,42 @@ def test_a_secret_key_from_the_environment_is_used_and_nothing_is_written(
 
     assert load_settings().resolved_secret_key() == "clave-del-operador"
     assert not (var_dir / "secret_key").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"PAYMENTS_PROVIDER": "stripe"}, "STRIPE_API_KEY"),
+        (
+            {"PAYMENTS_PROVIDER": "stripe", "STRIPE_API_KEY": "sk_test_acuerdo"},
+            "STRIPE_WEBHOOK_SECRET",
+        ),
+        ({"STRIPE_API_KEY": "pk_test_publishable"}, "STRIPE_API_KEY"),
+        ({"STRIPE_WEBHOOK_SECRET": "whsec_new,oldsecret"}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_API_BASE_URL": "stripe.internal"}, "STRIPE_API_BASE_URL"),
+        ({"STRIPE_WEBHOOK_TOLERANCE_SECONDS": "0"}, "STRIPE_WEBHOOK_TOLERANCE_SECONDS"),
+    ],
+)
+def test_stripe_without_its_keys_or_with_a_wrong_one_stops_start_up_in_one_line(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], named: str
+) -> None:
+    for variable, value in settings.items():
+        monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    assert named in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_stripe_takes_two_signing_secrets_during_a_rotation(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAYMENTS_PROVIDER", "stripe")
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_acuerdo")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", " whsec_new , whsec_old ")
+
+    settings = load_settings()
+
+    assert settings.stripe_webhook_secrets == ("whsec_new", "whsec_old")
+    assert settings.stripe_webhook_tolerance_seconds == 300

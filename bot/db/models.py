@@ -236,8 +236,11 @@ class PaymentCode(Base):
     agreement_id: Mapped[int | None] = mapped_column(ForeignKey("agreements.id"))
     provider: Mapped[str] = mapped_column(String(32))
     method: Mapped[str] = mapped_column(String(16))  # bank_ref | spei | oxxo | card (link)
-    reference: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[str] = mapped_column(String(64))  # what the provider's webhooks name
     clabe: Mapped[str | None] = mapped_column(String(18))
+    # A processor's own number for the cashier (Stripe's OXXO voucher), when not the reference
+    voucher_number: Mapped[str | None] = mapped_column(String(64))
+    hosted_url: Mapped[str | None] = mapped_column(String(500))  # the processor's voucher page
     amount_cents: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3), default="MXN")
     concept: Mapped[str] = mapped_column(String(200))
@@ -246,6 +249,21 @@ class PaymentCode(Base):
     status: Mapped[str] = mapped_column(String(16), default=PaymentCodeStatus.ACTIVE.value)
     created_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
+
+
+class ProcessorCustomer(Base):
+    """The customer a payment processor keeps for a debtor (Stripe: one CLABE for good)."""
+
+    __tablename__ = "processor_customers"
+    __table_args__ = (
+        UniqueConstraint("provider", "debtor_id", name="uq_processor_customers_debtor"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
+    customer_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
 
 
 class ContactPoint(Base):

@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -36,18 +35,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.db.models import Account, Agreement, PaymentCode, PaymentCodeStatus
-from bot.domain.audit import record_audit
+from bot.db.models import Account, Agreement, PaymentCode
 from bot.domain.money import cents_to_pesos, pesos_to_cents
 from bot.payments.check_digits import clabe_check_digit, luhn_check_digit
-from bot.payments.links import payment_link_token
 from bot.payments.provider import (
     PaymentCodeError,
     PaymentEvent,
     WebhookRejected,
     check_code_request,
-    default_concept,
+    finish_code,
     header_value,
+    placeholder_code,
 )
 from bot.policy import Policy
 
@@ -140,27 +138,17 @@ class LocalPaymentProvider:
             method=method,
             agreement=agreement,
         )
-        # The reference is derived from the row id, so the row is flushed first with unique
-        # placeholders; nothing outside this transaction ever sees them.
-        placeholder = f"pending:{secrets.token_hex(16)}"
-        code = PaymentCode(
-            account_id=account.id,
-            agreement_id=agreement.id if agreement is not None else None,
+        code = placeholder_code(
+            session,
+            clock,
+            account,
             provider=self.name,
             method=method,
-            reference=placeholder,
-            clabe=None,
             amount_cents=amount_cents,
-            currency="MXN",
-            concept=(concept or default_concept(account))[:200],
-            token=placeholder,
             expires_at=expires_at,
-            status=PaymentCodeStatus.ACTIVE.value,
-            created_at=clock.now_utc(),
-            paid_at=None,
+            agreement=agreement,
+            concept=concept,
         )
-        session.add(code)
-        session.flush()
         if method == "spei":
             code.clabe = spei_clabe(policy.payment_codes.clabe_prefix, code.id)
             code.reference = code.clabe
@@ -168,24 +156,7 @@ class LocalPaymentProvider:
             code.reference = oxxo_reference(code.id)
         else:  # bank_ref, card
             code.reference = bank_reference(account.id, code.id)
-        code.token = payment_link_token(code, self._link_secret)
-        session.flush()
-        record_audit(
-            session,
-            clock,
-            actor=actor,
-            action="payment_code",
-            account_id=account.id,
-            payment_code_id=code.id,
-            provider=self.name,
-            method=method,
-            reference=code.reference,
-            clabe=code.clabe,
-            amount_cents=amount_cents,
-            agreement_id=code.agreement_id,
-            expires_at=expires_at.isoformat(),
-        )
-        return code
+        return finish_code(session, clock, code, link_secret=self._link_secret, actor=actor)
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> bool:
         """True when ``X-Acuerdo-Signature`` is ``sha256=`` + the HMAC of the raw body."""

@@ -33,6 +33,7 @@ Reconciliation (:mod:`bot.payments.reconcile`) is provider-independent.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,10 +50,13 @@ from bot.db.models import (
     AgreementStatus,
     Installment,
     PaymentCode,
+    PaymentCodeStatus,
 )
 from bot.domain.accounts import balance_breakdown
+from bot.domain.audit import record_audit
 from bot.domain.errors import DomainError
 from bot.domain.money import format_money, pesos_to_cents
+from bot.payments.links import payment_link_token
 from bot.policy import Policy
 
 if TYPE_CHECKING:
@@ -161,6 +165,14 @@ def shown_concept(concept: str, account: Account) -> str:
     return " ".join(shown.split())
 
 
+def shown_reference(code: PaymentCode) -> str:
+    """What the debtor pays with: the CLABE of a transfer, a processor's voucher number, or
+    the reference itself (a processor's ``reference`` is its own id, not for people)."""
+    if code.method == "spei":
+        return code.clabe or code.reference
+    return code.voucher_number or code.reference
+
+
 def check_code_request(
     session: Session,
     clock: Clock,
@@ -216,6 +228,66 @@ def check_code_request(
     return clock.now_utc() + timedelta(hours=hours)
 
 
+def placeholder_code(
+    session: Session,
+    clock: Clock,
+    account: Account,
+    *,
+    provider: str,
+    method: str,
+    amount_cents: int,
+    expires_at: datetime,
+    agreement: Agreement | None,
+    concept: str | None,
+) -> PaymentCode:
+    """A new code row, flushed for its id, with unique placeholders for what the id decides
+    (the reference, the link's token); nothing outside this transaction ever sees them."""
+    placeholder = f"pending:{secrets.token_hex(16)}"
+    code = PaymentCode(
+        account_id=account.id,
+        agreement_id=agreement.id if agreement is not None else None,
+        provider=provider,
+        method=method,
+        reference=placeholder,
+        clabe=None,
+        amount_cents=amount_cents,
+        currency="MXN",
+        concept=(concept or default_concept(account))[:200],
+        token=placeholder,
+        expires_at=expires_at,
+        status=PaymentCodeStatus.ACTIVE.value,
+        created_at=clock.now_utc(),
+        paid_at=None,
+    )
+    session.add(code)
+    session.flush()
+    return code
+
+
+def finish_code(
+    session: Session, clock: Clock, code: PaymentCode, *, link_secret: str, actor: str
+) -> PaymentCode:
+    """Sign the code's payment link, flush, and audit the issue (once its reference is set)."""
+    code.token = payment_link_token(code, link_secret)
+    session.flush()
+    record_audit(
+        session,
+        clock,
+        actor=actor,
+        action="payment_code",
+        account_id=code.account_id,
+        payment_code_id=code.id,
+        provider=code.provider,
+        method=code.method,
+        reference=code.reference,
+        clabe=code.clabe,
+        amount_cents=code.amount_cents,
+        agreement_id=code.agreement_id,
+        expires_at=code.expires_at.isoformat(),
+    )
+    return code
+
+
 def _check_agreement(
     session: Session, account: Account, agreement: Agreement, amount_cents: int
 ) -> None:
@@ -252,7 +324,21 @@ def _local_factory(settings: Settings) -> PaymentProvider:
     )
 
 
+def _stripe_factory(settings: Settings) -> PaymentProvider:
+    from bot.payments.stripe_provider import StripePaymentProvider  # imports this module
+
+    return StripePaymentProvider(
+        api_key=settings.stripe_api_key or "",
+        webhook_secrets=settings.stripe_webhook_secrets,
+        api_base_url=settings.stripe_api_base_url,
+        billing_email=settings.stripe_billing_email,
+        tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
+        link_secret=settings.resolved_secret_key(),
+    )
+
+
 _FACTORIES["local"] = _local_factory
+_FACTORIES["stripe"] = _stripe_factory
 
 
 def get_provider(settings: Settings) -> PaymentProvider:

@@ -38,7 +38,7 @@ from bot.payments import (
     read_payment_link_token,
 )
 from bot.payments.local import SIGNATURE_HEADER as LOCAL_SIGNATURE_HEADER
-from bot.payments.provider import shown_concept
+from bot.payments.provider import shown_concept, shown_reference
 from bot.payments.qr import qr_png, qr_svg
 
 router = APIRouter(tags=["payments"])
@@ -66,15 +66,20 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
                 outcome.duplicates += 1
             else:
                 outcome.applied += 1
+                paid = applied.payment
+                code = (
+                    session.get(PaymentCode, paid.payment_code_id) if paid.payment_code_id else None
+                )
                 thank_for_payment(
                     session,
                     runtime.clock,
                     runtime.policy,
                     runtime.replies,
                     runtime.adapters,
-                    account_id=applied.payment.account_id,
-                    amount_cents=applied.payment.amount_cents,
-                    reference=applied.payment.reference,
+                    account_id=paid.account_id,
+                    amount_cents=paid.amount_cents,
+                    # What the debtor paid with (a processor's reference is its own id)
+                    reference=shown_reference(code) if code is not None else paid.reference,
                 )
         session.commit()
     return outcome
@@ -164,7 +169,9 @@ async def payment_page(token: str, request: Request, runtime: RuntimeDep) -> HTM
         "concept": shown_concept(code.concept, account),
         "expires": _when(code.expires_at, runtime),
         "paid_at": _when(code.paid_at, runtime) if code.paid_at else None,
-        "bank_name": runtime.policy.payment_codes.bank_name,
+        "reference": shown_reference(code),
+        # A processor's CLABE is at its bank, not the creditor's collection account.
+        "bank_name": runtime.policy.payment_codes.bank_name if code.provider == "local" else None,
         "qr_svg": qr_svg(link, scale=6),
         "qr_png_url": f"/pay/{token}/qr.png",
         "pay_url": link,
