@@ -66,14 +66,14 @@ class Settings(BaseSettings):
     sms_from: str | None = Field(None, alias="SMS_FROM")
     payments_provider: str = Field("local", alias="PAYMENTS_PROVIDER")
     payments_webhook_secret: str = Field(SANDBOX_PAYMENTS_SECRET, alias="PAYMENTS_WEBHOOK_SECRET")
+    # An e-mail of the creditor's that a processor's voucher carries for a debtor without one.
+    payments_billing_email: str | None = Field(None, alias="PAYMENTS_BILLING_EMAIL")
     # PAYMENTS_PROVIDER=stripe (docs/payment-codes.md): the secret key, the webhook endpoint's
     # signing secret (comma-separated during a rotation: the new one and the old one), the API
-    # base (tests point the SDK at a local stand-in), an e-mail of the creditor's for OXXO
-    # vouchers of debtors without one (Stripe requires one), the signatures' age limit.
+    # base (tests point the SDK at a local stand-in), the signatures' age limit.
     stripe_api_key: str | None = Field(None, alias="STRIPE_API_KEY")
     stripe_webhook_secret: str | None = Field(None, alias="STRIPE_WEBHOOK_SECRET")
     stripe_api_base_url: str | None = Field(None, alias="STRIPE_API_BASE_URL")
-    stripe_billing_email: str | None = Field(None, alias="STRIPE_BILLING_EMAIL")
     stripe_webhook_tolerance_seconds: int = Field(
         300, alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS", ge=1, le=3600
     )

@@ -45,7 +45,7 @@ def stripe_stack(
         STRIPE_API_KEY=API_KEY,
         STRIPE_WEBHOOK_SECRET=SECRET,
         STRIPE_API_BASE_URL=stripe_stub.url,
-        STRIPE_BILLING_EMAIL="pagos@acreedor.example.mx",
+        PAYMENTS_BILLING_EMAIL="pagos@acreedor.example.mx",
     ) as stack:
         yield stack
 

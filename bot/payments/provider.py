@@ -331,7 +331,7 @@ def _stripe_factory(settings: Settings) -> PaymentProvider:
         api_key=settings.stripe_api_key or "",
         webhook_secrets=settings.stripe_webhook_secrets,
         api_base_url=settings.stripe_api_base_url,
-        billing_email=settings.stripe_billing_email,
+        billing_email=settings.payments_billing_email,
         tolerance_seconds=settings.stripe_webhook_tolerance_seconds,
         link_secret=settings.resolved_secret_key(),
     )

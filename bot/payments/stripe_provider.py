@@ -5,7 +5,7 @@ Each payment code is one PaymentIntent, made through Stripe's own SDK (``stripe`
 - **OXXO** (https://docs.stripe.com/payments/oxxo/accept-a-payment): ``payment_method_types
   ["oxxo"]``, confirmed at once; Stripe answers with the voucher (``next_action.
   oxxo_display_details``: its ``number``, ``expires_after`` and ``hosted_voucher_url``). Stripe
-  requires the payer's name and e-mail; a debtor without one gets ``STRIPE_BILLING_EMAIL``.
+  requires the payer's name and e-mail; a debtor without one gets ``PAYMENTS_BILLING_EMAIL``.
   The voucher lasts the policy's ``validity_hours.oxxo`` in whole days (1-7).
 - **SPEI** (https://docs.stripe.com/payments/bank-transfers): ``customer_balance`` with a
   ``mx_bank_transfer``, on the debtor's Stripe customer (made once and kept in
@@ -185,7 +185,7 @@ class StripePaymentProvider:
             raise PaymentCodeError(
                 "email_required",
                 "Stripe needs an e-mail for an OXXO voucher: the debtor has none and "
-                "STRIPE_BILLING_EMAIL is not set",
+                "PAYMENTS_BILLING_EMAIL is not set",
             )
         hours = policy.payment_codes.validity_hours.get("oxxo") or 72  # type: ignore[call-overload]
         days = min(7, max(1, -(-int(hours) // 24)))
