@@ -21,7 +21,7 @@ SANDBOX_APP_SECRET = "acuerdo-sandbox-app-secret"
 SANDBOX_ACCESS_TOKEN = "acuerdo-sandbox-access-token"
 SANDBOX_PHONE_NUMBER_ID = "100000000000001"
 SANDBOX_PAYMENTS_SECRET = "acuerdo-sandbox-payments-secret"
-PAYMENT_PROVIDERS = ("local", "stripe")  # PAYMENTS_PROVIDER (bot/payments/provider.py)
+PAYMENT_PROVIDERS = ("local", "stripe", "conekta")  # PAYMENTS_PROVIDER (bot/payments/provider.py)
 # The sandbox's RCS agent (used while the sandbox is on and RCS_* are unset).
 SANDBOX_RCS_AGENT_ID = "acuerdo-sandbox@rbm.goog"
 SANDBOX_RCS_CLIENT_TOKEN = "acuerdo-sandbox-rcs-client-token"
@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = Field(
         300, alias="STRIPE_WEBHOOK_TOLERANCE_SECONDS", ge=1, le=3600
     )
+    # PAYMENTS_PROVIDER=conekta: the private API key, the webhook key's public half (a PEM
+    # file: Conekta signs every webhook with the private half), the API base (tests).
+    conekta_api_key: str | None = Field(None, alias="CONEKTA_API_KEY")
+    conekta_webhook_public_key_file: str | None = Field(
+        None, alias="CONEKTA_WEBHOOK_PUBLIC_KEY_FILE"
+    )
+    conekta_api_base_url: str | None = Field(None, alias="CONEKTA_API_BASE_URL")
     var_dir: str = Field("var", alias="ACUERDO_VAR_DIR")
     # Where the pipeline and outbox workers run: in the gateway's process ("inline"), or in
     # a process of their own ("separate", what ``acuerdo up`` runs), woken through a socket
@@ -129,7 +136,11 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @field_validator(
-        "rcs_api_base_url", "sms_api_base_url", "action_server_url", "stripe_api_base_url"
+        "rcs_api_base_url",
+        "sms_api_base_url",
+        "action_server_url",
+        "stripe_api_base_url",
+        "conekta_api_base_url",
     )
     @classmethod
     def _optional_http_url(cls, value: str | None) -> str | None:
@@ -226,6 +237,20 @@ class Settings(BaseSettings):
                 return "Invalid setting STRIPE_API_KEY: missing (PAYMENTS_PROVIDER=stripe)"
             if not self.stripe_webhook_secret:
                 return "Invalid setting STRIPE_WEBHOOK_SECRET: missing (PAYMENTS_PROVIDER=stripe)"
+        if self.payments_provider == "conekta":
+            if not self.conekta_api_key:
+                return "Invalid setting CONEKTA_API_KEY: missing (PAYMENTS_PROVIDER=conekta)"
+            if not self.conekta_webhook_public_key_file:
+                return (
+                    "Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE: missing "
+                    "(PAYMENTS_PROVIDER=conekta)"
+                )
+            from bot.payments.conekta_provider import InvalidWebhookKey, load_webhook_key
+
+            try:
+                load_webhook_key(self.conekta_webhook_public_key_file)
+            except InvalidWebhookKey as exc:
+                return f"Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE: {exc}"
         return None
 
     def unsafe_secret(self) -> str | None:

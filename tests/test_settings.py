@@ -248,3 +248,47 @@ def test_stripe_takes_two_signing_secrets_during_a_rotation(
 
     assert settings.stripe_webhook_secrets == ("whsec_new", "whsec_old")
     assert settings.stripe_webhook_tolerance_seconds == 300
+
+
+def test_conekta_needs_its_key_and_a_readable_rsa_public_key_file(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    monkeypatch.setenv("PAYMENTS_PROVIDER", "conekta")
+    problems = []
+    for step in ("no key", "no file", "missing file", "not a key", "not RSA", "good"):
+        if step == "no file":
+            monkeypatch.setenv("CONEKTA_API_KEY", "key_acuerdo_test")
+        elif step == "missing file":
+            monkeypatch.setenv("CONEKTA_WEBHOOK_PUBLIC_KEY_FILE", str(clean_env / "absent.pem"))
+        elif step == "not a key":
+            (clean_env / "absent.pem").write_text("hola")
+        elif step in ("not RSA", "good"):
+            private = (
+                ec.generate_private_key(ec.SECP256R1())
+                if step == "not RSA"
+                else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            )
+            (clean_env / "absent.pem").write_bytes(
+                private.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+        try:
+            load_settings()
+        except SettingsError as exc:
+            assert "\n" not in str(exc)
+            problems.append(str(exc).split(":")[0])
+        else:
+            problems.append("ok")
+
+    assert problems == [
+        "Invalid setting CONEKTA_API_KEY",
+        "Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE",
+        "Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE",
+        "Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE",
+        "Invalid setting CONEKTA_WEBHOOK_PUBLIC_KEY_FILE",
+        "ok",
+    ]

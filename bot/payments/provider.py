@@ -337,8 +337,21 @@ def _stripe_factory(settings: Settings) -> PaymentProvider:
     )
 
 
+def _conekta_factory(settings: Settings) -> PaymentProvider:
+    from bot.payments.conekta_provider import ConektaPaymentProvider, load_webhook_key
+
+    return ConektaPaymentProvider(
+        api_key=settings.conekta_api_key or "",
+        webhook_key=load_webhook_key(settings.conekta_webhook_public_key_file or ""),
+        api_base_url=settings.conekta_api_base_url,
+        billing_email=settings.payments_billing_email,
+        link_secret=settings.resolved_secret_key(),
+    )
+
+
 _FACTORIES["local"] = _local_factory
 _FACTORIES["stripe"] = _stripe_factory
+_FACTORIES["conekta"] = _conekta_factory
 
 
 def get_provider(settings: Settings) -> PaymentProvider:

@@ -1,6 +1,7 @@
-"""A debtor asks for an OXXO voucher and a SPEI transfer with PAYMENTS_PROVIDER=stripe:
-the real Rasa model and action server, Stripe's SDK against the local stand-in, then the
-paid event through the provider's webhook path and the next balance answer."""
+"""A debtor asks for an OXXO voucher and a SPEI transfer with PAYMENTS_PROVIDER=stripe, and
+for a SPEI CLABE with PAYMENTS_PROVIDER=conekta: the real Rasa model and action server, the
+processor's SDK against its local stand-in, then the paid event through the provider's
+webhook path (signature, parsing, reconciliation) and the next balance answer."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from sqlalchemy import select
 from bot.clock import Clock
 from bot.db.engine import session_scope
 from bot.db.models import PaymentCode
+from bot.payments.conekta_provider import ConektaPaymentProvider, load_webhook_key
+from bot.payments.provider import PaymentProvider
 from bot.payments.reconcile import apply_payment_event
 from bot.payments.stripe_provider import StripePaymentProvider
 from bot.policy import load_policy
+from tests.conekta_stub import ConektaStub
 from tests.conftest import REPO_ROOT
 from tests.rasa_stack import STACK_NOW, RasaStack, start_stack
 from tests.stripe_stub import StripeStub, sign
@@ -56,7 +60,13 @@ def _pay(stack: RasaStack, stub: StripeStub, code: PaymentCode) -> None:
         api_key=API_KEY, webhook_secrets=(SECRET,), link_secret="x", api_base_url=stub.url
     )
     body = stub.event(code.reference, "payment_intent.succeeded")
-    assert provider.verify_webhook({"Stripe-Signature": sign(body, SECRET)}, body)
+    _apply(stack, provider, {"Stripe-Signature": sign(body, SECRET)}, body)
+
+
+def _apply(
+    stack: RasaStack, provider: PaymentProvider, headers: dict[str, str], body: bytes
+) -> None:
+    assert provider.verify_webhook(headers, body)
     with session_scope(stack.db_url) as session:
         for event in provider.parse_webhook(body):
             apply_payment_event(session, CLOCK, load_policy(REPO_ROOT / "policy.yml"), event)
@@ -124,3 +134,58 @@ def test_stripe_out_of_reach_gets_an_apology_and_an_agent_offer(
     assert "no pude generar tu referencia" in body
     assert any(b["payload"] == "/request_agent" for r in replies for b in r.get("buttons", []))
     assert "Referencia OXXO" not in body
+
+
+# -- Conekta ----------------------------------------------------------------------------------
+CONEKTA_KEY = "key_acuerdo_test"
+
+
+@pytest.fixture(scope="module")
+def conekta_stub() -> Iterator[ConektaStub]:
+    stub = ConektaStub(CONEKTA_KEY, clock=lambda: CLOCK.now_utc().timestamp()).start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="module")
+def conekta_stack(
+    tmp_path_factory: pytest.TempPathFactory, conekta_stub: ConektaStub
+) -> Iterator[RasaStack]:
+    workdir = tmp_path_factory.mktemp("conekta-stack")
+    key_file = workdir / "conekta-webhook.pem"
+    key_file.write_text(conekta_stub.webhook_public_key_pem)
+    with start_stack(
+        workdir,
+        PAYMENTS_PROVIDER="conekta",
+        CONEKTA_API_KEY=CONEKTA_KEY,
+        CONEKTA_WEBHOOK_PUBLIC_KEY_FILE=str(key_file),
+        CONEKTA_API_BASE_URL=conekta_stub.url,
+        PAYMENTS_BILLING_EMAIL="pagos@acreedor.example.mx",
+    ) as stack:
+        yield stack
+
+
+def test_a_spei_clabe_from_conekta_in_the_chat_then_paid_lowers_the_balance(
+    conekta_stack: RasaStack, conekta_stub: ConektaStub
+) -> None:
+    sender = phone(34)
+    verify(conekta_stack, sender)
+    conekta_stack.say(sender, "quiero pagar por transferencia")
+    body = text_of(conekta_stack.say(sender, "2000"))
+
+    code = _latest_code(conekta_stack)
+    order = conekta_stub.orders[code.reference]
+    clabe = order["charges"]["data"][0]["payment_method"]["clabe"]
+    assert f"CLABE: {clabe}" in body and "$2,000.00" in body
+    assert code.reference not in body  # Conekta's order id is not for the debtor
+
+    provider = ConektaPaymentProvider(
+        api_key=CONEKTA_KEY,
+        webhook_key=load_webhook_key(conekta_stack.env["CONEKTA_WEBHOOK_PUBLIC_KEY_FILE"]),
+        link_secret="x",
+        api_base_url=conekta_stub.url,
+    )
+    paid = conekta_stub.event(code.reference, "order.paid")
+    _apply(conekta_stack, provider, {"digest": conekta_stub.digest(paid)}, paid)
+
+    assert "$10,000.00" in text_of(conekta_stack.say(sender, "cuanto debo?"))
