@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -39,6 +39,8 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from tests.local_server import LocalServer
 
 OXXO_MIN, OXXO_MAX = 1000, 1000000  # centavos: MXN 10.00 to MXN 10,000.00
 DEFAULT_EXPIRY = 30 * 86400  # seconds, when a charge names no expires_at
@@ -134,7 +136,7 @@ def sign(body: bytes, private_key: rsa.RSAPrivateKey) -> str:
     return base64.b64encode(private_key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
-class ConektaStub:
+class ConektaStub(LocalServer):
     """The recording server; use as a context manager or ``ConektaStub(...).start()``."""
 
     def __init__(
@@ -156,30 +158,7 @@ class ConektaStub:
         self._references: dict[str, str] = {}  # OXXO reference or CLABE -> "oxxo" | "spei"
         self._idempotent: dict[str, tuple[str, bytes]] = {}  # key -> (request, answer)
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Use as ``conekta.Configuration(host=stub.url, access_token=...)``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> ConektaStub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> ConektaStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(self._handler_class())
 
     # -- the API ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -38,6 +38,7 @@ from google.auth import jwt
 from bot.channels.rcs_parse import SIGNATURE_HEADER, sign_data
 from bot.config import Settings
 from tests.graph_stub import wait_until
+from tests.local_server import LocalServer
 
 AGENT_ID = "acuerdo-test@rbm.goog"
 CLIENT_TOKEN = "rbm-test-client-token"
@@ -66,7 +67,7 @@ class StubRequest:
         return self.path.split("/phones/", 1)[1].split("/", 1)[0] if "/phones/" in self.path else ""
 
 
-class RbmStub:
+class RbmStub(LocalServer):
     """The recording server; use as a context manager or via the ``rbm_server`` fixture."""
 
     def __init__(self, public_key_pem: bytes | None = None) -> None:
@@ -84,15 +85,7 @@ class RbmStub:
         self._faults: deque[Fault] = deque()
         self._sms_faults: deque[tuple[int, int | None]] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler_class())
 
     @property
     def rbm_url(self) -> str:
@@ -103,20 +96,6 @@ class RbmStub:
     def sms_url(self) -> str:
         """Use as ``SMS_API_BASE_URL``."""
         return f"{self.url}/2010-04-01"
-
-    def start(self) -> RbmStub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> RbmStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def fail_next(self, count: int = 1, **fault: Any) -> None:
         """Make the next ``count`` agentMessages calls fail with ``Fault(**fault)``."""

@@ -33,12 +33,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
+
+from tests.local_server import LocalServer
 
 API_VERSION = "2026-10-28.endive"  # what stripe-python 16.1.0 pins (its Stripe-Version header)
 MEXICO_CITY = ZoneInfo("America/Mexico_City")
@@ -143,7 +145,7 @@ def sign(body: bytes, secrets: list[str] | str, timestamp: int | None = None) ->
     return ",".join([f"t={t}", *(f"v1={s}" for s in v1)])
 
 
-class StripeStub:
+class StripeStub(LocalServer):
     """The recording server; use as a context manager or ``StripeStub(...).start()``."""
 
     def __init__(
@@ -160,30 +162,7 @@ class StripeStub:
         self._clabes: dict[str, str] = {}  # customer id -> its virtual account
         self._idempotent: dict[str, tuple[str, bytes]] = {}  # key -> (request, response)
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """Use as ``base_addresses={"api": stub.url}``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> StripeStub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> StripeStub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(self._handler_class())
 
     # -- the API ---------------------------------------------------------------------------
 

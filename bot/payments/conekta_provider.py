@@ -44,10 +44,9 @@ from bot.payments.provider import (
     PaymentCodeError,
     PaymentEvent,
     WebhookRejected,
-    check_code_request,
+    begin_code,
     finish_code,
     header_value,
-    placeholder_code,
 )
 from bot.policy import Policy
 
@@ -121,30 +120,17 @@ class ConektaPaymentProvider:
         actor: str = "bot",
     ) -> PaymentCode:
         """Create the order and store (flush) and audit its code, or refuse."""
-        expires_at = check_code_request(
+        code = begin_code(
             session,
             clock,
             policy,
             account,
-            amount_cents=amount_cents,
-            method=method,
-            agreement=agreement,
-        )
-        if method not in METHODS:
-            raise PaymentCodeError(
-                "method_not_offered",
-                f"Conekta issues OXXO references and SPEI transfers here, not '{method}'",
-            )
-        code = placeholder_code(
-            session,
-            clock,
-            account,
             provider=self.name,
             method=method,
             amount_cents=amount_cents,
-            expires_at=expires_at,
             agreement=agreement,
             concept=concept,
+            offered=tuple(METHODS),
         )
         try:
             order = self._create_order(code, account)

@@ -42,10 +42,9 @@ from bot.payments.provider import (
     PaymentCodeError,
     PaymentEvent,
     WebhookRejected,
-    check_code_request,
+    begin_code,
     finish_code,
     header_value,
-    placeholder_code,
 )
 from bot.policy import Policy
 
@@ -129,23 +128,14 @@ class LocalPaymentProvider:
         actor: str = "bot",
     ) -> PaymentCode:
         """Store (flush, not commit) and audit a new code; :class:`PaymentCodeError` if refused."""
-        expires_at = check_code_request(
+        code = begin_code(
             session,
             clock,
             policy,
             account,
-            amount_cents=amount_cents,
-            method=method,
-            agreement=agreement,
-        )
-        code = placeholder_code(
-            session,
-            clock,
-            account,
             provider=self.name,
             method=method,
             amount_cents=amount_cents,
-            expires_at=expires_at,
             agreement=agreement,
             concept=concept,
         )

@@ -228,6 +228,49 @@ def check_code_request(
     return clock.now_utc() + timedelta(hours=hours)
 
 
+def begin_code(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    account: Account,
+    *,
+    provider: str,
+    method: str,
+    amount_cents: int,
+    agreement: Agreement | None,
+    concept: str | None,
+    offered: tuple[str, ...] = PAYMENT_METHODS,
+) -> PaymentCode:
+    """Every provider's first step: the shared refusals (:func:`check_code_request`), the
+    provider's own ``offered`` methods (else ``method_not_offered``), then the code row
+    (:func:`placeholder_code`) for the provider to fill in."""
+    expires_at = check_code_request(
+        session,
+        clock,
+        policy,
+        account,
+        amount_cents=amount_cents,
+        method=method,
+        agreement=agreement,
+    )
+    if method not in offered:
+        raise PaymentCodeError(
+            "method_not_offered",
+            f"{provider} issues {', '.join(offered)} codes here, not '{method}'",
+        )
+    return placeholder_code(
+        session,
+        clock,
+        account,
+        provider=provider,
+        method=method,
+        amount_cents=amount_cents,
+        expires_at=expires_at,
+        agreement=agreement,
+        concept=concept,
+    )
+
+
 def placeholder_code(
     session: Session,
     clock: Clock,

@@ -51,10 +51,9 @@ from bot.payments.provider import (
     PaymentCodeError,
     PaymentEvent,
     WebhookRejected,
-    check_code_request,
+    begin_code,
     finish_code,
     header_value,
-    placeholder_code,
 )
 from bot.policy import Policy
 
@@ -114,30 +113,17 @@ class StripePaymentProvider:
         actor: str = "bot",
     ) -> PaymentCode:
         """Create the PaymentIntent and store (flush) and audit its code, or refuse."""
-        expires_at = check_code_request(
+        code = begin_code(
             session,
             clock,
             policy,
             account,
-            amount_cents=amount_cents,
-            method=method,
-            agreement=agreement,
-        )
-        if method not in METHODS:
-            raise PaymentCodeError(
-                "method_not_offered",
-                f"Stripe issues OXXO vouchers and SPEI transfers here, not '{method}'",
-            )
-        code = placeholder_code(
-            session,
-            clock,
-            account,
             provider=self.name,
             method=method,
             amount_cents=amount_cents,
-            expires_at=expires_at,
             agreement=agreement,
             concept=concept,
+            offered=METHODS,
         )
         try:
             if method == "oxxo":
