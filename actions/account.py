@@ -9,8 +9,10 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.turn import GatedAction, Turn
+from bot.documents.letters import pdf_filename, pdf_url, verification_url
 from bot.domain.accounts import BalanceBreakdown, balance_breakdown
 from bot.domain.audit import record_audit
+from bot.domain.settlement_letters import letter_of_account
 from bot.spanish import days_past_due_text, money, spoken_date
 
 
@@ -58,8 +60,42 @@ class ActionTellBalance(GatedAction):
     ) -> list[EventType]:
         breakdown = disclose(turn, "balance")
         response = "utter_balance_zero" if breakdown.total_cents == 0 else "utter_balance"
-        dispatcher.utter_message(response=response, **balance_fields(turn, breakdown))
+        fields = balance_fields(turn, breakdown)
+        dispatcher.utter_message(response=response, **fields)
+        if breakdown.total_cents == 0:
+            send_letter(turn, dispatcher, fields)
         return []
+
+
+def send_letter(turn: Turn, dispatcher: CollectingDispatcher, fields: dict[str, Any]) -> None:
+    """The carta finiquito of a paid-off account, to a verified sender (the gateway draws it
+    as a document: ``bot/conversation/responses.py``)."""
+    account = turn.verified_account
+    letter = letter_of_account(turn.session, account.id)
+    if letter is None:
+        return
+    public_url = turn.settings.public_url
+    dispatcher.utter_message(
+        json_message={
+            "type": "settlement_letter",
+            "pdf_url": pdf_url(public_url, letter.verification_code),
+            "verify_url": verification_url(public_url, letter.verification_code),
+            "file_name": pdf_filename(letter),
+            "product": fields["product"],
+            "last4": fields["last4"],
+            "creditor": fields["creditor"],
+        }
+    )
+    record_audit(
+        turn.session,
+        turn.clock,
+        actor="bot",
+        action="disclosure",
+        account_id=account.id,
+        conversation_id=turn.conversation_id,
+        what="settlement_letter",
+        letter_id=letter.id,
+    )
 
 
 class ActionTellDueDate(GatedAction):

@@ -20,6 +20,9 @@ from actions.verification import ActionAfterVerification, ValidateVerificationFo
 from bot.config import get_settings
 from bot.db.engine import session_factory
 from bot.db.models import Account, AuditEntry, ContactPoint, Conversation, Promise
+from bot.domain.payments import apply_payment
+from bot.domain.settlement_letters import grouped_code
+from bot.policy import load_policy
 
 PHONE = "+525512340001"
 
@@ -118,6 +121,37 @@ def test_verified_balance_is_told_and_audited(account: Account, db_url: str) -> 
     assert message["days_past_due_text"] == "60 días de atraso"
     with session_factory(db_url)() as session:
         assert session.scalars(select(AuditEntry.action)).all().count("disclosure") == 1
+
+
+def test_a_paid_off_balance_comes_with_the_carta_finiquito(
+    account: Account, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACUERDO_PUBLIC_URL", "https://cobranza.example.mx")
+    get_settings.cache_clear()
+    with session_factory(db_url)() as session:
+        paid = session.get(Account, account.id)
+        assert paid is not None
+        settings = get_settings()
+        applied = apply_payment(
+            session, settings.clock(), load_policy(settings.policy_file), paid,
+            amount_cents=1_200_000, paid_at=settings.clock().now_utc(), reference="R-1",
+            source="import",
+        )  # fmt: skip
+        session.commit()
+        assert applied.letter is not None
+        code = grouped_code(applied.letter.verification_code)
+        verify(session)
+
+    _, messages = run(
+        ActionTellBalance(), tracker("cuanto debo", "ask_balance", {"verified": True})
+    )
+
+    balance, letter = messages
+    assert balance["response"] == "utter_balance_zero"
+    custom = letter["custom"]
+    assert custom["type"] == "settlement_letter"
+    assert custom["pdf_url"] == f"https://cobranza.example.mx/constancias/{code}/pdf"
+    assert custom["file_name"] == "constancia-liquidacion-5678.pdf"
 
 
 def test_a_promise_is_recorded_from_the_form_slots(account: Account, db_url: str) -> None:

@@ -153,7 +153,7 @@ def test_the_account_is_paid_when_the_balance_reaches_zero(
 
     assert account.status == AccountStatus.PAID.value
     assert balance_breakdown(session, account, clock).total_cents == 0
-    assert actions(session)[-1] == "account_paid"
+    assert actions(session)[-2:] == ["account_paid", "settlement_letter_issued"]
 
 
 def test_a_paid_settlement_completes_and_the_account_is_settled(

@@ -74,7 +74,7 @@ PASSWORD = "fuzz-password-123"
 CALLERS = ["stranger", "agent", "supervisor"]
 SIGNED_IN = {"agent": "agente", "supervisor": "supervisora"}  # caller: console user
 # Routes whose every answer is documented in the schema (the gateway's own).
-DOCUMENTED = ("/webhooks/", "/pay/", "/healthz", "/readyz", "/metrics", "/sandbox")
+DOCUMENTED = ("/webhooks/", "/pay/", "/constancias/", "/healthz", "/readyz", "/metrics", "/sandbox")
 FUZZ = settings(
     deadline=None,
     database=None,

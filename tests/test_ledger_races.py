@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 from bot.clock import Clock
 from bot.db.engine import session_factory
 from bot.db.migrate import upgrade
-from bot.db.models import Account, Agreement, AgreementStatus, Installment, Payment
+from bot.db.models import (
+    Account,
+    Agreement,
+    AgreementStatus,
+    Installment,
+    Payment,
+    SettlementLetter,
+)
 from bot.domain.debtors import upsert_account
 from bot.domain.negotiation import accept_offer, offer_plan
 from bot.domain.payments import apply_payment
@@ -117,3 +124,17 @@ def test_concurrent_payments_that_span_installments_complete_the_plan(
         ).all()
         assert agreement.status == AgreementStatus.COMPLETED.value
         assert [i.paid_cents for i in agreement.installments] == [600_000, 600_000]
+
+
+def test_two_payoffs_at_the_same_time_issue_one_carta_finiquito(
+    postgres_url: str, clock: Clock, policy: Policy
+) -> None:
+    """Both payments would pay the $12,000.00 off; the one that closes it issues the letter."""
+    account_id = _plan_on_postgres(postgres_url, clock, policy, installments=2)
+
+    _pay_together(postgres_url, clock, policy, account_id, [1_200_000, 1_200_000])
+
+    with session_factory(postgres_url)() as session:
+        assert session.scalar(select(func.count()).select_from(Payment)) == 2
+        (letter,) = session.scalars(select(SettlementLetter)).all()
+        assert (letter.account_id, letter.total_paid_cents) == (account_id, 1_200_000)

@@ -138,7 +138,11 @@ class LinkAction:
 
 @dataclass(frozen=True)
 class OutboundMessage:
-    """One bot response in common form (text, options, an image, or a template)."""
+    """One bot response in common form (text, options, an image, a document, or a template).
+
+    A document (the carta finiquito's PDF) goes by link with ``text`` as its caption;
+    channels that cannot attach a file send the text with the link.
+    """
 
     text: str | None = None
     buttons: tuple[Button, ...] = ()
@@ -146,13 +150,15 @@ class OutboundMessage:
     template: TemplateMessage | None = None
     title: str | None = None  # a card title, for channels that draw an image as a card
     actions: tuple[LinkAction, ...] = ()
+    document_url: str | None = None  # https://… of a PDF
+    document_name: str | None = None  # the file name the person sees
 
 
 @dataclass(frozen=True)
 class RenderedMessage:
     """One wire message ready to send: stored as one outbox row."""
 
-    kind: str  # text | interactive | image | template
+    kind: str  # text | interactive | image | document | card | template
     text: str  # what the person will read, for the record and the console
     body: dict[str, Any]  # the wire body without the recipient
     options: tuple[Button, ...] = ()  # a numbered menu: "3" maps back to options[2]

@@ -6,6 +6,8 @@
 - link actions: suggested actions (open a URL, dial a number);
 - an image (the payment QR): a standalone rich card (title ≤ 200, description ≤ 2,000,
   ≤ 4 suggestions) with the image as its media;
+- a document (a PDF): its caption as text with an "open" chip for the link, then the file
+  by URL (RBM takes one file per message, without text, and fetches it itself);
 - a template (company-started): its text with the buttons as suggested replies and a TTL,
   so that a reminder nobody received is revoked and falls back to the next channel.
 
@@ -141,6 +143,21 @@ def _card(message: OutboundMessage, image_url: str) -> list[RenderedMessage]:
     return [*lead, RenderedMessage(kind="card", text=shown + _chip_line(chips), body=body)]
 
 
+def _document(message: OutboundMessage, url: str) -> list[RenderedMessage]:
+    name = (message.document_name or "").strip() or "documento.pdf"
+    chips = suggestions(
+        message.buttons,
+        (*message.actions, LinkAction(channel_labels()["open_document"], url=url)),
+        MAX_SUGGESTIONS,
+    )
+    caption = (message.text or "").strip() or name
+    file_body = {"contentMessage": {"contentInfo": {"fileUrl": url, "forceRefresh": False}}}
+    return [
+        *_text_with_chips(caption, chips),
+        RenderedMessage(kind="document", text=f"📄 {name}\n{url}", body=file_body),
+    ]
+
+
 def _template(message: OutboundMessage) -> RenderedMessage:
     template = message.template
     assert template is not None
@@ -164,6 +181,8 @@ def render_rcs(message: OutboundMessage) -> list[RenderedMessage]:
         return [_template(message)]
     if message.image_url:
         return _card(message, message.image_url)
+    if message.document_url:
+        return _document(message, message.document_url)
     if len(message.buttons) > MAX_SUGGESTIONS:
         return _numbered(message)
     chips = suggestions(message.buttons, message.actions, MAX_SUGGESTIONS)

@@ -131,8 +131,8 @@ def classify_twilio_failure(response: httpx.Response) -> SendError:
 
 
 def render_sms(message: OutboundMessage) -> list[RenderedMessage]:
-    """Plain text with the links of the message's actions, ending with the SMS opt-out
-    instruction (which replaces a template's opt-out footer)."""
+    """Plain text with the links of the message's actions (and of its document), ending
+    with the SMS opt-out instruction (which replaces a template's opt-out footer)."""
     if message.template is not None:
         text = message.template.preview or ""
         kind = "template"
@@ -143,6 +143,8 @@ def render_sms(message: OutboundMessage) -> list[RenderedMessage]:
     for action in message.actions:
         if action.url and action.url not in text:
             text += f"\n{action.title}: {action.url}"
+    if message.document_url and message.document_url not in text:
+        text = f"{text}\n{message.document_url}".strip()
     if not text:
         return []
     opt_out = channel_labels()["sms_opt_out"]

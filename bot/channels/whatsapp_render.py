@@ -5,6 +5,7 @@
 - 4–10 options: a list (row title ≤ 24, description ≤ 72, id ≤ 200, body ≤ 4,096);
 - more: a numbered text menu, whose numbers map back to the options;
 - an image by link with a caption ≤ 1,024;
+- a document (a PDF) by link with its file name (≤ 240) and a caption ≤ 1,024;
 - a template with body parameters and quick-reply payloads.
 
 Limits are applied here, when the outbox row is built, never at send time.
@@ -30,6 +31,7 @@ LIST_ROW_DESCRIPTION_LIMIT = 72
 LIST_ROW_ID_LIMIT = 200
 MAX_LIST_ROWS = 10
 CAPTION_LIMIT = 1024
+FILENAME_LIMIT = 240
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -149,6 +151,20 @@ def _image(url: str, caption: str | None) -> list[RenderedMessage]:
     ]
 
 
+def _document(url: str, name: str | None, caption: str | None) -> list[RenderedMessage]:
+    caption = (caption or "").strip()
+    filename = shorten((name or "").strip() or "documento.pdf", FILENAME_LIMIT)
+    document: dict[str, Any] = {"link": url, "filename": filename}
+    lead: list[RenderedMessage] = []
+    if caption and len(caption) <= CAPTION_LIMIT:
+        document["caption"] = caption
+    elif caption:
+        lead = _text_messages(caption)
+    shown = "\n".join(part for part in (caption, f"📄 {filename}") if part)
+    body = {"type": "document", "document": document}
+    return [*lead, RenderedMessage(kind="document", text=shown, body=body)]
+
+
 def _template(template: TemplateMessage) -> RenderedMessage:
     components: list[dict[str, Any]] = []
     if template.params:
@@ -192,6 +208,8 @@ def render_whatsapp(message: OutboundMessage) -> list[RenderedMessage]:
         return [_template(message.template)]
     if message.image_url:
         return _image(message.image_url, message.text)
+    if message.document_url:
+        return _document(message.document_url, message.document_name, message.text)
     buttons = message.buttons
     if not buttons:
         return _text_messages(message.text) if message.text and message.text.strip() else []

@@ -1,7 +1,8 @@
 """The one gate every company-started message passes: send, delay until, or suppress.
 
 Company-started means the company writes first: reminders, promise follow-ups, an agent's
-template, the re-engagement template, the payment thank-you, a channel fallback hop. They
+template, the re-engagement template, the payment thank-you, the carta finiquito, a
+channel fallback hop. They
 all reach the outbox through one door, :func:`bot.compliance.outreach.queue_company_message`,
 which asks :func:`decide`. Replies inside a conversation the debtor started (the bot's
 answers, an agent's free-form reply in the open 24-hour window) never come here; the
@@ -37,6 +38,7 @@ Kind = Literal[
     "agent_template",
     "reengagement",
     "payment_thanks",
+    "settlement_letter",
 ]
 KINDS: tuple[Kind, ...] = (
     "reminder",
@@ -45,10 +47,11 @@ KINDS: tuple[Kind, ...] = (
     "agent_template",
     "reengagement",
     "payment_thanks",
+    "settlement_letter",
 )
-# Not collection: a paid or settled account still gets the thank-you for its payment and
-# the invitation to read a reply it is owed.
-BALANCE_EXEMPT: frozenset[str] = frozenset({"payment_thanks", "reengagement"})
+# Not collection: a paid or settled account still gets the thank-you for its payment, its
+# carta finiquito, and the invitation to read a reply it is owed.
+BALANCE_EXEMPT: frozenset[str] = frozenset({"payment_thanks", "settlement_letter", "reengagement"})
 CAP_DAYS = 7
 COMPANY_MESSAGE = "company_message"
 
@@ -279,7 +282,8 @@ def decide(
     do-not-contact (number or account), unreachable, deceased, bankrupt, dispute open,
     paid or settled account, nothing owed. Delayed (until the next allowed moment in the
     debtor's zone): the weekly cap, holidays, days without contact, outside hours.
-    A thank-you or an invitation back is not suppressed for a paid or settled account.
+    A thank-you, a carta finiquito or an invitation back is not suppressed for a paid or
+    settled account.
     With ``audit`` a delay or suppression is written to the audit log.
     """
     if kind not in KINDS:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.console import views
+from bot.console import letters, views
 from bot.console.auth import Agent
 from bot.console.media import media_viewable
 from bot.console.service import Refused, approved_templates, service_window
@@ -104,6 +104,7 @@ def chat_context(runtime: GatewayRuntime, agent: Agent, conversation_id: int) ->
             "window_left": views.service_window_left(conversation, runtime.clock, window),
             "transcript": transcript_html_context(runtime, session, conversation),
             "ledger": views.ledger(session, runtime.clock, runtime.policy, texts, conversation),
+            "letter": letters.letter_panel(runtime, session, conversation),
             "notes": views.notes(session, runtime.clock, conversation.id),
             "templates": approved_templates(runtime),
             "canned": [

@@ -141,10 +141,11 @@ class TranscriptItem:
     attachment: Attachment | None = None
 
 
-def _same_origin(link: str, public_url: str) -> str | None:
-    """Our own payment QR links are shown through this gateway, whatever the public URL."""
+def _same_origin(link: str, public_url: str, under: str = "/pay/") -> str | None:
+    """Our own links (payment QRs, letters) are shown through this gateway, whatever the
+    public URL."""
     base = public_url.rstrip("/")
-    if link.startswith(base + "/pay/"):
+    if link.startswith(base + under):
         return link[len(base) :]
     return None
 
@@ -215,6 +216,7 @@ def transcript(
                 mark_title = f"{mark_title} ({row.error_code})"
             body = payload.get("body") or {}
             link = (body.get("image") or {}).get("link") if isinstance(body, dict) else None
+            document = (body.get("document") or {}).get("link") if isinstance(body, dict) else None
             if isinstance(link, str):
                 attachment = Attachment(
                     label=texts.label("attachment", "image"),
@@ -222,6 +224,17 @@ def transcript(
                     mime=None,
                     url=_same_origin(link, public_url),
                     evidence=False,
+                )
+            elif isinstance(document, str):  # the carta finiquito we sent
+                shown = _same_origin(document, public_url, "/constancias/")
+                attachment = Attachment(
+                    label=texts.label("attachment", "document"),
+                    media_id=None,
+                    mime="application/pdf",
+                    url=None,
+                    evidence=False,
+                    media_url=shown,
+                    view_as="document" if shown else None,
                 )
         items.append(
             TranscriptItem(

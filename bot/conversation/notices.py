@@ -1,4 +1,5 @@
-"""Messages the company starts from an event (a payment came in), through the compliance door."""
+"""Messages the company starts from an event (a payment came in, an account was paid off),
+through the compliance door."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from bot.compliance.gate import decide
 from bot.compliance.outreach import contact_point_of, queue_company_message, renderers_of
 from bot.conversation.replies import Replies
 from bot.db.models import Account, Conversation
+from bot.documents.letters import pdf_filename, pdf_url, verification_url
 from bot.domain.conversations import is_verified
 from bot.domain.money import format_money
+from bot.domain.settlement_letters import letter_facts, letter_of_account
 from bot.policy import Policy
 
 log = structlog.get_logger("acuerdo.notices")
@@ -44,15 +47,7 @@ def thank_for_payment(
     account = session.get(Account, account_id)
     if account is None:
         return 0
-    conversation = session.scalars(
-        select(Conversation)
-        .where(
-            Conversation.debtor_id == account.debtor_id,
-            Conversation.channel.in_(list(adapters)),
-        )
-        .order_by(Conversation.last_inbound_at.desc().nulls_last(), Conversation.id.desc())
-        .limit(1)
-    ).first()
+    conversation = _latest_conversation(session, account, adapters)
     if conversation is None:
         return 0
     contact = contact_point_of(session, clock, conversation)
@@ -81,3 +76,82 @@ def thank_for_payment(
             "notices.suppressed", conversation_id=conversation.id, reason=queued.decision.reason
         )
     return len(queued.messages)
+
+
+def send_settlement_letter(
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+    replies: Replies,
+    adapters: Mapping[str, ChannelAdapter],
+    *,
+    account_id: int,
+    public_url: str,
+) -> int:
+    """Queue the account's carta finiquito on the debtor's most recent conversation.
+
+    The same door and rules as :func:`thank_for_payment`. The document (its PDF by link,
+    which names the verification code) goes only when it goes at once to a sender who
+    verified their identity in that chat; otherwise a text that says nothing of the
+    account invites them to verify, and the document comes with their balance
+    (``actions/account.py``). Returns how many messages were queued or scheduled.
+    """
+    account = session.get(Account, account_id)
+    letter = letter_of_account(session, account_id) if account is not None else None
+    if account is None or letter is None:
+        return 0
+    conversation = _latest_conversation(session, account, adapters)
+    if conversation is None:
+        return 0
+    contact = contact_point_of(session, clock, conversation)
+    decision = decide(
+        session, clock, policy, account, contact, "settlement_letter", letter_id=letter.id
+    )
+    if decision.sends and is_verified(conversation, clock, policy):
+        facts = letter_facts(letter)
+        code = letter.verification_code
+        message = OutboundMessage(
+            text=replies.settlement_letter_caption.format(
+                product=facts.product,
+                last4=facts.account_last4,
+                creditor=facts.creditor,
+                verify_url=verification_url(public_url, code),
+            ),
+            document_url=pdf_url(public_url, code),
+            document_name=pdf_filename(letter),
+        )
+    else:
+        message = OutboundMessage(text=replies.settlement_letter_unverified)
+    queued = queue_company_message(
+        session,
+        clock,
+        policy,
+        renderers_of(adapters),
+        account,
+        contact,
+        message,
+        "settlement_letter",
+        conversation=conversation,
+        decision=decision,
+        extra={"settlement_letter_id": letter.id},
+    )
+    if not queued.messages:
+        log.info(
+            "notices.suppressed", conversation_id=conversation.id, reason=queued.decision.reason
+        )
+    return len(queued.messages)
+
+
+def _latest_conversation(
+    session: Session, account: Account, adapters: Mapping[str, ChannelAdapter]
+) -> Conversation | None:
+    """The debtor's conversation they wrote in last, on a channel we can send on."""
+    return session.scalars(
+        select(Conversation)
+        .where(
+            Conversation.debtor_id == account.debtor_id,
+            Conversation.channel.in_(list(adapters)),
+        )
+        .order_by(Conversation.last_inbound_at.desc().nulls_last(), Conversation.id.desc())
+        .limit(1)
+    ).first()

@@ -25,6 +25,8 @@ class Replies:
     payment_methods: dict[str, str]
     payment_thanks: str
     payment_thanks_unverified: str
+    settlement_letter_caption: str
+    settlement_letter_unverified: str
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 Rasa answers a list of ``{"text", "buttons": [{"title", "payload"}], "image", "custom"}``.
 A ``custom`` payload of ``"type": "payment_code"`` (sent by the actions after a text)
-becomes the QR image with a caption holding the reference, amount and expiry.
+becomes the QR image with a caption holding the reference, amount and expiry; one of
+``"type": "settlement_letter"`` becomes the carta finiquito as a document.
 """
 
 from __future__ import annotations
@@ -91,6 +92,23 @@ def payment_code_message(custom: dict[str, Any], replies: Replies, clock: Clock)
     return OutboundMessage(text=caption, actions=tuple(actions))
 
 
+def settlement_letter_message(custom: dict[str, Any], replies: Replies) -> OutboundMessage | None:
+    """The carta finiquito as a document with its caption (None without a usable link)."""
+    url = custom.get("pdf_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return None
+    caption = replies.settlement_letter_caption.format(
+        product=custom.get("product") or "",
+        last4=custom.get("last4") or "",
+        creditor=custom.get("creditor") or "",
+        verify_url=custom.get("verify_url") or "",
+    )
+    name = custom.get("file_name")
+    return OutboundMessage(
+        text=caption, document_url=url, document_name=name if isinstance(name, str) else None
+    )
+
+
 def outbound_from_rasa(
     items: list[dict[str, Any]], replies: Replies, clock: Clock
 ) -> list[OutboundMessage]:
@@ -104,6 +122,10 @@ def outbound_from_rasa(
                 if text:
                     messages.append(OutboundMessage(text=text))
                 messages.append(payment_code_message(custom, replies, clock))
+            elif custom.get("type") == "settlement_letter":
+                letter = settlement_letter_message(custom, replies)
+                if letter is not None:
+                    messages.append(letter)
             elif isinstance(custom.get("text"), str):
                 messages.append(
                     OutboundMessage(text=custom["text"], buttons=_buttons(custom.get("buttons")))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -44,6 +45,11 @@ class AccountStatus(str, enum.Enum):
     ACTIVE = "active"
     PAID = "paid"  # balance paid in full
     SETTLED = "settled"  # closed by a settlement agreement (quita)
+
+
+class LetterKind(str, enum.Enum):
+    PAID_IN_FULL = "paid_in_full"  # the balance reached zero through payments
+    SETTLEMENT = "settlement"  # a settlement agreement (quita) was completed
 
 
 class PromiseStatus(str, enum.Enum):
@@ -264,6 +270,28 @@ class ProcessorCustomer(Base):
     debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"))
     customer_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
+
+
+class SettlementLetter(Base):
+    """The carta finiquito of a paid-off account: issued once, verifiable by its code.
+
+    ``details`` is what the letter says (names, masked account, payments, the agreement),
+    frozen at issuance so the page and the document never disagree with what was issued.
+    ``pdf`` is the document of record, written once when first rendered and never again
+    (``bot/documents/letters.py``).
+    """
+
+    __tablename__ = "settlement_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # LetterKind
+    verification_code: Mapped[str] = mapped_column(String(16), unique=True)  # Crockford base32
+    total_paid_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_off_at: Mapped[datetime]
+    issued_at: Mapped[datetime]
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ContactPoint(Base):

@@ -19,11 +19,13 @@ from bot.db.models import (
     Payment,
     PaymentCode,
     PaymentCodeStatus,
+    SettlementLetter,
 )
 from bot.domain.accounts import balance_breakdown
 from bot.domain.audit import record_audit
 from bot.domain.errors import DomainError
 from bot.domain.promises import mark_kept_promises
+from bot.domain.settlement_letters import issue_if_paid_off
 from bot.policy import Policy
 
 
@@ -31,6 +33,7 @@ from bot.policy import Policy
 class AppliedPayment:
     payment: Payment
     created: bool  # False when this payment had already been applied
+    letter: SettlementLetter | None = None  # the carta finiquito this payment's payoff issued
 
 
 def apply_payment(
@@ -53,10 +56,14 @@ def apply_payment(
     payments to one account (a webhook and a CSV import, two gateways) are serialized: the
     account row is locked first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one
     writer at a time) and what this session had loaded is re-read under the lock.
+
+    The payment that closes the account (paid in full, or a settlement completed) issues
+    its carta finiquito (:mod:`bot.domain.settlement_letters`), once per account.
     """
     if amount_cents <= 0:
         raise DomainError("a payment must be a positive amount")
     _lock_account(session, account)
+    status_before = account.status
     if provider_event_id is not None:
         existing = session.scalars(
             select(Payment).where(Payment.provider_event_id == provider_event_id)
@@ -101,7 +108,8 @@ def apply_payment(
     ):
         account.status = AccountStatus.PAID.value
         record_audit(session, clock, actor="system", action="account_paid", account_id=account.id)
-    return AppliedPayment(payment, created=True)
+    letter = issue_if_paid_off(session, clock, account, status_before=status_before)
+    return AppliedPayment(payment, created=True, letter=letter)
 
 
 def _lock_account(session: Session, account: Account) -> None:

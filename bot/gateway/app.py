@@ -20,7 +20,7 @@ from bot.conversation.tuning import Tuning
 from bot.dashboard import routes as dashboard_routes
 from bot.gateway.intake import MAX_BODY_BYTES, BodyLimitMiddleware, body_limits
 from bot.gateway.logging import configure_logging
-from bot.gateway.routes import health, payments, rcs, sandbox, whatsapp
+from bot.gateway.routes import constancias, health, payments, rcs, sandbox, whatsapp
 from bot.gateway.runtime import GatewayRuntime
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -74,6 +74,7 @@ def create_app(
     app.include_router(whatsapp.router)
     app.include_router(rcs.router)
     app.include_router(payments.router)
+    app.include_router(constancias.router)
     app.include_router(health.router)
     app.include_router(console.router)
     app.include_router(dashboard_routes.router)

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from bot.conversation.notices import thank_for_payment
+from bot.conversation.notices import send_settlement_letter, thank_for_payment
 from bot.db.models import Account, PaymentCode, PaymentCodeStatus
 from bot.domain.money import format_money
 from bot.gateway.deps import RuntimeDep
@@ -55,7 +55,8 @@ class _Applied:
 
 
 def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Applied:
-    """Apply every event and queue the thank-you, in one transaction."""
+    """Apply every event and queue the thank-you (and the carta finiquito of a payoff), in
+    one transaction."""
     outcome = _Applied()
     with runtime.sessions() as session:
         for event in events:
@@ -81,6 +82,16 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
                     # What the debtor paid with (a processor's reference is its own id)
                     reference=shown_reference(code) if code is not None else paid.reference,
                 )
+                if applied.letter is not None:  # this payment closed the account
+                    send_settlement_letter(
+                        session,
+                        runtime.clock,
+                        runtime.policy,
+                        runtime.replies,
+                        runtime.adapters,
+                        account_id=paid.account_id,
+                        public_url=runtime.settings.public_url,
+                    )
         session.commit()
     return outcome
 

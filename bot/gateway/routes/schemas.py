@@ -151,3 +151,9 @@ PAYMENT_WEBHOOK_RESPONSES = {
 }
 PAGE_NOT_FOUND: Responses = {404: text_answer("No such payment link", "text/html")}
 IMAGE_NOT_FOUND: Responses = {404: text_answer("No such payment link")}
+LETTER_NOT_FOUND: Responses = {404: text_answer("No letter has this code", "text/html")}
+LETTER_PDF_RESPONSES: Responses = {
+    200: text_answer("The stored carta finiquito", "application/pdf"),
+    **LETTER_NOT_FOUND,
+    503: text_answer("The document cannot be rendered on this server (its font is missing)"),
+}
