@@ -117,6 +117,9 @@ def test_a_signed_payment_webhook_is_applied_once_and_thanks_the_debtor(
     wait_outbound_settled(db_url)
     thanks = describe(graph_server.sends[1].body)
     assert "$1,250.00" in thanks and oxxo_code.reference in thanks
+    # A receipt: the payment's date and what is still owed after it ($12,000 - $1,250)
+    assert "del lunes 23 de noviembre de 2026" in thanks
+    assert "Tu saldo pendiente ahora es de $10,750.00" in thanks
     assert len(graph_server.sends) == 2
     with session_factory(db_url)() as session:
         payments = session.scalars(select(Payment)).all()

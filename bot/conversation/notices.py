@@ -4,6 +4,7 @@ through the compliance door."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import structlog
 from sqlalchemy import select
@@ -16,10 +17,12 @@ from bot.compliance.outreach import contact_point_of, queue_company_message, ren
 from bot.conversation.replies import Replies
 from bot.db.models import Account, Conversation
 from bot.documents.letters import pdf_filename, pdf_url, verification_url
+from bot.domain.accounts import balance_breakdown
 from bot.domain.conversations import is_verified
 from bot.domain.money import format_money
 from bot.domain.settlement_letters import letter_facts, letter_of_account
 from bot.policy import Policy
+from bot.spanish import spoken_date
 
 log = structlog.get_logger("acuerdo.notices")
 
@@ -34,6 +37,7 @@ def thank_for_payment(
     account_id: int,
     amount_cents: int,
     reference: str,
+    paid_at: datetime | None = None,
 ) -> int:
     """Queue a thank-you on the debtor's most recent conversation about ``account_id``.
 
@@ -55,7 +59,13 @@ def thank_for_payment(
         session, clock, policy, account, contact, "payment_thanks", reference=reference
     )
     if decision.sends and is_verified(conversation, clock, policy):
-        text = replies.payment_thanks.format(amount=format_money(amount_cents), reference=reference)
+        paid_on = (paid_at or clock.now_utc()).astimezone(clock.tz).date()
+        text = replies.payment_thanks.format(
+            amount=format_money(amount_cents),
+            reference=reference,
+            paid_on=spoken_date(paid_on),
+            balance=format_money(balance_breakdown(session, account, clock).total_cents),
+        )
     else:  # a later send may find the verification over: no amounts in it
         text = replies.payment_thanks_unverified
     queued = queue_company_message(

@@ -81,6 +81,7 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
                     amount_cents=paid.amount_cents,
                     # What the debtor paid with (a processor's reference is its own id)
                     reference=shown_reference(code) if code is not None else paid.reference,
+                    paid_at=paid.paid_at,
                 )
                 if applied.letter is not None:  # this payment closed the account
                     send_settlement_letter(
