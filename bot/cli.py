@@ -121,6 +121,7 @@ COMMAND_MODULES = (
     "bot.importers.commands",
     "bot.gateway.commands",
     "bot.campaigns.commands",
+    "bot.payments.commands",
 )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from bot.clock import Clock
 from bot.config import Settings
 from bot.db.engine import session_factory
-from bot.db.models import Account, Payment, PaymentCode
+from bot.db.models import Account, Payment, PaymentCode, ProcessorEvent
 from bot.payments import get_provider
 from bot.payments.check_digits import clabe_check_digit
 from bot.payments.conekta_provider import ConektaPaymentProvider
@@ -253,6 +253,9 @@ def test_an_expired_order_then_paid_and_a_refund_keep_the_money(
     refunded = conekta_stub.event(reference.reference, "charge.refunded")
     assert _post(conekta_gateway, refunded, conekta_stub.digest(refunded)) == 200
     assert _state(db_url, reference.id) == ("paid", [125_000])  # a refund is an agent's call
+    with session_factory(db_url)() as session:  # the daily report's record of each
+        outcomes = [(e.status, e.outcome) for e in session.scalars(select(ProcessorEvent))]
+    assert outcomes == [("expired", "status"), ("paid", "applied"), ("refunded", "status")]
 
 
 def test_another_integrations_order_is_acknowledged_and_ignored(

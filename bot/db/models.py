@@ -294,6 +294,24 @@ class SettlementLetter(Base):
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class ProcessorEvent(Base):
+    """A payment processor's event as received, and what it did (``bot/payments/event_log.py``)."""
+
+    __tablename__ = "processor_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id", name="uq_processor_events_event"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))  # paid | expired | canceled | refunded
+    reference: Mapped[str] = mapped_column(String(64))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    outcome: Mapped[str] = mapped_column(String(16))  # EventOutcome
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class ContactPoint(Base):
     __tablename__ = "contact_points"
     __table_args__ = (UniqueConstraint("channel", "address", name="uq_contact_points_address"),)

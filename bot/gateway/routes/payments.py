@@ -37,9 +37,11 @@ from bot.payments import (
     payment_url,
     read_payment_link_token,
 )
+from bot.payments.event_log import EventOutcome, record_event
 from bot.payments.local import SIGNATURE_HEADER as LOCAL_SIGNATURE_HEADER
 from bot.payments.provider import shown_concept, shown_reference
 from bot.payments.qr import qr_png, qr_svg
+from bot.payments.reconcile import find_code_for_event
 
 router = APIRouter(tags=["payments"])
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
@@ -60,14 +62,44 @@ def _apply_events(runtime: GatewayRuntime, events: list[PaymentEvent]) -> _Appli
     outcome = _Applied()
     with runtime.sessions() as session:
         for event in events:
-            applied = apply_payment_event(session, runtime.clock, runtime.policy, event)
+            try:
+                applied = apply_payment_event(session, runtime.clock, runtime.policy, event)
+            except UnknownPaymentReference:  # nothing applied; the daily report flags it
+                session.rollback()
+                record_event(session, runtime.clock, event, EventOutcome.UNMATCHED)
+                session.commit()
+                raise
             if applied is None:
                 outcome.ignored += 1
+                status_of = find_code_for_event(session, event)
+                record_event(
+                    session,
+                    runtime.clock,
+                    event,
+                    EventOutcome.STATUS,
+                    account_id=status_of.account_id,
+                )
             elif not applied.created:
                 outcome.duplicates += 1
+                record_event(
+                    session,
+                    runtime.clock,
+                    event,
+                    EventOutcome.DUPLICATE,
+                    account_id=applied.payment.account_id,
+                    payment_id=applied.payment.id,
+                )
             else:
                 outcome.applied += 1
                 paid = applied.payment
+                record_event(
+                    session,
+                    runtime.clock,
+                    event,
+                    EventOutcome.APPLIED,
+                    account_id=paid.account_id,
+                    payment_id=paid.id,
+                )
                 code = (
                     session.get(PaymentCode, paid.payment_code_id) if paid.payment_code_id else None
                 )
