@@ -13,13 +13,13 @@ from actions.turn import GatedAction, Turn, last_bot_response, open_turn, verifi
 from bot.db.models import Agreement, PaymentCode
 from bot.domain.accounts import balance_breakdown
 from bot.domain.money import pesos_to_cents
+from bot.domain.payment_references import shown_reference
 from bot.nlu.amounts import parse_amount, parse_payment_method
 from bot.payments.links import payment_url
 from bot.payments.provider import (
     PaymentCodeError,
     get_provider,
     shown_concept,
-    shown_reference,
 )
 from bot.payments.reconcile import active_code_for
 from bot.spanish import METHOD_NAMES, money, spoken_datetime

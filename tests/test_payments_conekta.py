@@ -20,10 +20,11 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.db.engine import session_factory
 from bot.db.models import Account, Payment, PaymentCode, ProcessorEvent
+from bot.domain.payment_references import shown_reference
 from bot.payments import get_provider
 from bot.payments.check_digits import clabe_check_digit
 from bot.payments.conekta_provider import ConektaPaymentProvider
-from bot.payments.provider import PaymentCodeError, shown_reference
+from bot.payments.provider import PaymentCodeError
 from bot.policy import Policy
 from tests.conekta_stub import ConektaStub, sign
 

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.db.models import Account, AuditEntry, PaymentCode, ProcessorCustomer
+from bot.domain.payment_references import shown_reference
 from bot.payments.check_digits import clabe_check_digit
-from bot.payments.provider import PaymentCodeError, shown_reference
+from bot.payments.provider import PaymentCodeError
 from bot.payments.stripe_provider import StripePaymentProvider
 from bot.policy import Policy
 from tests.stripe_stub import StripeStub

@@ -35,6 +35,7 @@ from bot.db.models import (
     SettlementLetter,
 )
 from bot.domain.audit import record_audit
+from bot.domain.payment_references import shown_reference
 
 # Crockford's base32: no I, L, O or U, so a code read aloud or retyped is not mistaken.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -241,13 +242,8 @@ def _details(
 
 
 def _shown_reference(payment: Payment, code: PaymentCode | None) -> str:
-    """What the debtor paid with. The same rule as ``bot.payments.provider.shown_reference``
-    (which the domain cannot import): a processor's ``reference`` is its own id."""
-    if code is None:
-        return payment.reference
-    if code.method == "spei":
-        return code.clabe or code.reference
-    return code.voucher_number or code.reference
+    """What the debtor paid with: the code's reference for people, else the payment's."""
+    return shown_reference(code) if code is not None else payment.reference
 
 
 def _unused_code(session: Session) -> str:

@@ -165,14 +165,6 @@ def shown_concept(concept: str, account: Account) -> str:
     return " ".join(shown.split())
 
 
-def shown_reference(code: PaymentCode) -> str:
-    """What the debtor pays with: the CLABE of a transfer, a processor's voucher number, or
-    the reference itself (a processor's ``reference`` is its own id, not for people)."""
-    if code.method == "spei":
-        return code.clabe or code.reference
-    return code.voucher_number or code.reference
-
-
 def check_code_request(
     session: Session,
     clock: Clock,
@@ -356,6 +348,10 @@ def _check_agreement(
 
 
 _FACTORIES: dict[str, Callable[[Settings], PaymentProvider]] = {}
+# The providers built, by the settings they were built from: a processor's client keeps its
+# connection pool (and Conekta's webhook key is read once), not one per webhook or code.
+_BUILT: dict[int, tuple[Settings, PaymentProvider]] = {}
+_BUILT_MAX = 8
 
 
 def _local_factory(settings: Settings) -> PaymentProvider:
@@ -399,10 +395,17 @@ _FACTORIES["conekta"] = _conekta_factory
 
 def get_provider(settings: Settings) -> PaymentProvider:
     """The provider named by ``PAYMENTS_PROVIDER``, configured from the settings."""
+    built = _BUILT.get(id(settings))
+    if built is not None and built[0] is settings:
+        return built[1]
     factory = _FACTORIES.get(settings.payments_provider)
     if factory is None:
         raise UnknownPaymentProvider(
             f"PAYMENTS_PROVIDER={settings.payments_provider!r} has no adapter "
             f"(known: {', '.join(sorted(_FACTORIES))})"
         )
-    return factory(settings)
+    provider = factory(settings)
+    if len(_BUILT) >= _BUILT_MAX:
+        _BUILT.pop(next(iter(_BUILT)))
+    _BUILT[id(settings)] = (settings, provider)  # the settings held: their id stays theirs
+    return provider

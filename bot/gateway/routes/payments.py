@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from bot.conversation.notices import send_settlement_letter, thank_for_payment
 from bot.db.models import Account, PaymentCode, PaymentCodeStatus
 from bot.domain.money import format_money
+from bot.domain.payment_references import shown_reference
 from bot.gateway.deps import RuntimeDep
 from bot.gateway.intake import BodyTooLarge, read_body, refuse
 from bot.gateway.routes.schemas import (
@@ -39,7 +40,7 @@ from bot.payments import (
 )
 from bot.payments.event_log import EventOutcome, record_event
 from bot.payments.local import SIGNATURE_HEADER as LOCAL_SIGNATURE_HEADER
-from bot.payments.provider import shown_concept, shown_reference
+from bot.payments.provider import shown_concept
 from bot.payments.qr import qr_png, qr_svg
 from bot.payments.reconcile import find_code_for_event
 
