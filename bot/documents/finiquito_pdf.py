@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import segno
 import yaml
-from fpdf import FPDF
-from fpdf.fonts import FontFace
 
 from bot.db.models import LetterKind
 from bot.domain.money import format_money
 from bot.domain.settlement_letters import LetterFacts
 from bot.spanish import written_date
+
+if TYPE_CHECKING:  # fpdf (and Pillow under it) load when a letter is rendered, not before:
+    from fpdf import FPDF  # the action server and the gateway import this module
 
 TEXTS_FILE = Path(__file__).with_name("finiquito.yml")
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
@@ -80,6 +81,8 @@ def render_finiquito(
     """The PDF bytes of one letter."""
     texts = finiquito_texts()
     folder = font_dir or find_font_dir()
+    from fpdf import FPDF
+
     pdf = FPDF(orientation="portrait", unit="mm", format="Letter")
     pdf.set_margins(MARGIN, MARGIN, MARGIN)
     pdf.set_auto_page_break(auto=True, margin=MARGIN)
@@ -173,6 +176,8 @@ def _amounts(pdf: FPDF, texts: dict[str, str], fill: dict[str, str]) -> None:
 
 
 def _payments(pdf: FPDF, texts: dict[str, str], facts: LetterFacts) -> None:
+    from fpdf.fonts import FontFace
+
     pdf.set_font(FONT, "B", 11)
     pdf.cell(0, 7, texts["payments_heading"], new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(FONT, "", 10)
