@@ -25,7 +25,7 @@ from bot.payments.local import local_webhook_body, sign_local_webhook
 from bot.policy import Policy
 from tests.conftest_gateway import PHONE, envelope, signed_post, text, wait_outbound_settled
 from tests.graph_stub import GraphStub, describe
-from tests.test_console_access import escalated, login, people  # noqa: F401 (fixtures)
+from tests.test_console_access import client_for, escalated, login, people  # noqa: F401 (fixtures)
 
 pytest_plugins = ["tests.conftest_gateway"]
 
@@ -260,3 +260,30 @@ def test_an_agent_sees_the_letter_in_the_console_and_downloads_it(
     answer = gateway.get(download)
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
     assert answer.content.startswith(b"%PDF")
+
+
+def test_another_agent_cannot_download_the_letter_of_a_chat_claimed_by_someone_else(
+    gateway: TestClient,
+    people: dict[str, str],  # noqa: F811
+    escalated: Conversation,  # noqa: F811
+    session: Session,
+    clock: Clock,
+    policy: Policy,
+) -> None:
+    account = session.get(Account, escalated.account_id)
+    assert account is not None
+    apply_payment(
+        session, clock, policy, account,
+        amount_cents=OWED, paid_at=clock.now_utc(), reference="DEP-1", source="import",
+    )  # fmt: skip
+    session.commit()
+    chat = f"/console/chats/{escalated.id}"
+    lucia_csrf = login(gateway, "lucia")
+    gateway.post(f"{chat}/claim", data={"csrf_token": lucia_csrf})
+    mateo = client_for(gateway)
+    login(mateo, "mateo")
+
+    answer = mateo.get(f"{chat}/constancia")
+
+    assert answer.status_code == 403 and not answer.content.startswith(b"%PDF")
+    assert gateway.get(f"{chat}/constancia").content.startswith(b"%PDF")  # Lucía's chat
